@@ -1,0 +1,130 @@
+// Command-line parsing and the small subcommands (check-config, version).
+#include "app/commands.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "app/relay.hpp"
+#include "config/loader.hpp"
+#include "core/log.hpp"
+
+namespace fluxrelay {
+namespace {
+
+constexpr const char* kUsage = R"(fluxrelay — a durable notification relay for Flux CD
+
+Usage:
+  fluxrelay serve        --config FILE [--log-level LEVEL]   run the relay (the default command)
+  fluxrelay check-config FILE                               validate a config; errors as FILE:LINE:COL: message
+  fluxrelay version                                         print the version
+
+Options:
+  --config FILE       the YAML configuration
+  --log-level LEVEL   trace, debug, info (default), warn, error
+  --help              this text
+)";
+
+struct Arguments {
+    std::string command;
+    std::vector<std::string> positional;
+    std::map<std::string, std::string> options;
+    bool help = false;
+    std::string error;
+};
+
+Arguments parse(int argc, char** argv) {
+    Arguments args;
+    static const std::vector<std::string> kValued = {"--config", "--log-level"};
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            args.help = true;
+        } else if (arg.starts_with("--")) {
+            const auto eq = arg.find('=');
+            const std::string name = arg.substr(0, eq);
+            if (std::find(kValued.begin(), kValued.end(), name) == kValued.end()) {
+                args.error = "unknown option " + name;
+                return args;
+            }
+            if (eq != std::string::npos) {
+                args.options[name] = arg.substr(eq + 1);
+            } else if (i + 1 < argc) {
+                args.options[name] = argv[++i];
+            } else {
+                args.error = "option " + name + " needs a value";
+                return args;
+            }
+        } else if (args.command.empty() && args.positional.empty() && !arg.empty() && arg.front() != '-' &&
+                   (arg == "serve" || arg == "check-config" || arg == "version")) {
+            args.command = arg;
+        } else {
+            args.positional.push_back(arg);
+        }
+    }
+    if (args.command.empty()) {
+        args.command = "serve";
+    }
+    return args;
+}
+
+int checkConfig(const Arguments& args) {
+    std::string file = args.positional.empty() ? "" : args.positional.front();
+    if (file.empty() && args.options.contains("--config")) {
+        file = args.options.at("--config");
+    }
+    if (file.empty()) {
+        std::fputs("check-config: a config FILE is required\n", stderr);
+        return 2;
+    }
+    try {
+        loadConfigFile(file);
+    } catch (const ConfigError& error) {
+        for (const auto& diagnostic : error.diagnostics()) {
+            std::fprintf(stdout, "%s\n", diagnostic.toString().c_str());
+        }
+        return 1;
+    }
+    std::fprintf(stdout, "%s: ok\n", file.c_str());
+    return 0;
+}
+
+}  // namespace
+
+int runCommandLine(int argc, char** argv) {
+    const Arguments args = parse(argc, argv);
+    if (args.help) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    if (!args.error.empty()) {
+        std::fprintf(stderr, "fluxrelay: %s\n\n%s", args.error.c_str(), kUsage);
+        return 2;
+    }
+    if (args.command == "version") {
+        std::fprintf(stdout, "fluxrelay %s\n", FLUXRELAY_VERSION);
+        return 0;
+    }
+    if (args.command == "check-config") {
+        return checkConfig(args);
+    }
+    const std::string level = args.options.contains("--log-level") ? args.options.at("--log-level") : "info";
+    if (!setupLogging(level)) {
+        std::fprintf(stderr, "fluxrelay: unknown log level %s\n", level.c_str());
+        return 2;
+    }
+    if (!args.positional.empty()) {
+        std::fprintf(stderr, "fluxrelay: unexpected argument %s\n\n%s", args.positional.front().c_str(), kUsage);
+        return 2;
+    }
+    if (!args.options.contains("--config")) {
+        std::fprintf(stderr, "fluxrelay: serve needs --config FILE\n\n%s", kUsage);
+        return 2;
+    }
+    return runRelay(args.options.at("--config"));
+}
+
+}  // namespace fluxrelay

@@ -1,0 +1,195 @@
+// The validated, immutable configuration (SPEC §2). Built once by loader.hpp; a reload builds
+// a new one and swaps the pointer, so nothing here is ever mutated after loading.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <re2/re2.h>
+
+#include "core/duration.hpp"
+#include "core/url.hpp"
+
+namespace fluxrelay {
+
+struct Endpoint {
+    std::string host;  // "0.0.0.0", "127.0.0.1", "::"
+    std::uint16_t port = 0;
+};
+
+struct ServerTls {
+    std::string certFile;
+    std::string keyFile;
+    std::string clientCAFile;  // empty: no client certificates asked for
+};
+
+struct ServerConfig {
+    Endpoint listen{"0.0.0.0", 8080};
+    std::optional<ServerTls> tls;
+    std::size_t maxBodyBytes = 3 * 1024 * 1024;  // as Flux's event server
+    int ioThreads = 2;
+};
+
+struct AdminConfig {
+    Endpoint listen{"127.0.0.1", 9090};
+    std::string token;  // bearer token for /api/v1/* writes; empty: none required
+};
+
+enum class SyncMode { normal, full };
+
+struct StorageConfig {
+    std::string path = "./fluxrelay-data";
+    SyncMode sync = SyncMode::normal;
+    Duration retention = std::chrono::hours(24 * 7);
+    std::size_t maxQueuedDeliveries = 1'000'000;  // bound on undelivered work; past it ingest answers 503
+};
+
+enum class SourceType { flux, github };
+
+struct SourceConfig {
+    std::string name;
+    SourceType type = SourceType::flux;
+    std::string path;
+    // flux
+    std::string hmacKey;                                               // raw key bytes; empty: X-Signature not required
+    std::vector<std::pair<std::string, std::string>> requiredHeaders;  // name, exact value
+    // github
+    std::string secret;  // webhook secret
+    bool allowSha1 = false;
+    std::vector<std::string> events;  // accepted X-GitHub-Event values; empty: all
+};
+
+enum class TargetType { alertmanager, github, fluxReceiver, kubernetes };
+
+struct RetryPolicy {
+    int maxAttempts = 0;  // 0: unlimited (bounded by maxAge)
+    Duration maxAge = std::chrono::hours(24);
+    Duration initialInterval = std::chrono::seconds(1);
+    Duration maxInterval = std::chrono::minutes(5);
+};
+
+struct ObjectSelector {
+    std::string apiVersion;
+    std::string kind;
+    std::string name;
+    std::string namespace_;
+};
+
+// Authentication as a GitHub App instead of a token (SPEC §5.2).
+struct GitHubAppConfig {
+    std::int64_t appId = 0;
+    std::int64_t installationId = 0;
+    std::string privateKey;  // PEM, read from privateKeyFile (or given inline)
+};
+
+struct TargetConfig {
+    std::string name;
+    TargetType type = TargetType::alertmanager;
+    Url address;
+    std::string addressText;  // as written, for messages
+    // auth
+    std::string token;
+    std::string username;
+    std::string password;
+    // transport
+    Duration timeout = std::chrono::seconds(15);
+    std::string caFile;
+    std::string certFile;
+    std::string keyFile;
+    bool insecureSkipVerify = false;
+    std::optional<Url> proxy;
+    std::vector<std::pair<std::string, std::string>> headers;
+    RetryPolicy retry;
+    int concurrency = 4;
+    int maxBatch = 64;  // events per request where the target takes batches
+    // alertmanager
+    bool resolve = false;
+    // github
+    std::string context = "{kind}/{name}";
+    std::optional<GitHubAppConfig> app;  // set: authenticate as this App, `token` is empty
+    // flux-receiver
+    std::string receiverName;
+    std::string receiverNamespace;
+    // kubernetes
+    std::vector<ObjectSelector> resources;
+};
+
+// One entry of a route's eventSources: kind exact, name and namespace exact or glob.
+struct EventSourceSelector {
+    std::string kind;
+    std::string name = "*";
+    std::string namespace_ = "*";
+};
+
+// Field a `match` entry applies to.
+enum class MatchField { reason, kind, name, namespace_, reportingController, metadata };
+
+struct FieldMatcher {
+    MatchField field = MatchField::reason;
+    std::string metadataKey;  // for MatchField::metadata
+    std::string pattern;      // as written
+    std::shared_ptr<const re2::RE2> regex;
+};
+
+struct Pattern {
+    std::string text;  // as written
+    std::shared_ptr<const re2::RE2> regex;
+};
+
+enum class DedupMode { none, flux, normalized, transitions };
+
+struct DedupConfig {
+    DedupMode mode = DedupMode::flux;
+    Duration window = std::chrono::minutes(5);
+    Duration renotify{0};  // transitions: re-send an unchanged failure this often; 0: never
+    int threshold = 0;     // forward only after N failures inside window; 0: off
+};
+
+enum class Severity { info, error };
+
+struct RouteConfig {
+    std::string name;
+    std::string source;
+    // flux
+    Severity eventSeverity = Severity::info;
+    std::vector<EventSourceSelector> eventSources;  // empty: every object
+    std::vector<Pattern> inclusionList;
+    std::vector<Pattern> exclusionList;
+    std::vector<FieldMatcher> match;
+    std::map<std::string, std::string> eventMetadata;  // added to every event (Flux Alert spec.eventMetadata)
+    DedupConfig dedup;
+    // github
+    std::vector<std::string> events;
+    std::vector<std::string> branches;
+    Duration debounce{0};
+    std::vector<std::string> targets;  // names, all defined in Config::targets
+};
+
+struct Config {
+    std::string file;  // path it was loaded from
+    ServerConfig server;
+    AdminConfig admin;
+    StorageConfig storage;
+    std::vector<SourceConfig> sources;
+    std::vector<TargetConfig> targets;
+    std::vector<RouteConfig> routes;
+
+    const SourceConfig* sourceByPath(std::string_view path) const;
+    const SourceConfig* sourceByName(std::string_view name) const;
+    const TargetConfig* targetByName(std::string_view name) const;
+};
+
+using ConfigPtr = std::shared_ptr<const Config>;
+
+std::string_view toString(SourceType type);
+std::string_view toString(TargetType type);
+std::string_view toString(DedupMode mode);
+std::string_view toString(MatchField field);
+
+}  // namespace fluxrelay

@@ -1,0 +1,81 @@
+// The one Event every source produces and every later stage reads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <variant>
+
+#include "core/time.hpp"
+
+namespace fluxrelay {
+
+// The Kubernetes object a Flux event is about (Flux's involvedObject).
+struct ObjectRef {
+    std::string kind;
+    std::string namespace_;
+    std::string name;
+    std::string uid;
+    std::string apiVersion;
+    std::string resourceVersion;
+    std::string fieldPath;
+
+    // "kustomize.toolkit.fluxcd.io" for "kustomize.toolkit.fluxcd.io/v1", "" for "v1".
+    std::string group() const;
+};
+
+// A Flux notification-controller Event, metadata already normalized (un-prefixed keys).
+struct FluxEvent {
+    ObjectRef involvedObject;
+    std::string severity;   // "trace" | "info" | "error"
+    std::string timestamp;  // RFC3339 as received; empty when null or absent
+    std::string message;
+    std::string reason;
+    std::map<std::string, std::string> metadata;
+    std::string reportingController;
+    std::string reportingInstance;
+    // Flux's rate-limit token (`<group>/token`, else `token`), kept for dedup keys although
+    // normalization drops it from metadata, as notification-controller's rate limiter does.
+    // Empty when the event carried none. Not part of the Flux JSON form.
+    std::string dedupToken;
+};
+
+// A GitHub webhook delivery; the raw body is kept byte for byte for forwarding.
+struct GitHubEvent {
+    std::string event;       // X-GitHub-Event
+    std::string deliveryId;  // X-GitHub-Delivery
+    std::string ref;         // push: "refs/heads/main"; empty for other events
+    bool deleted = false;    // push of a branch deletion
+    std::string body;        // raw JSON body
+};
+
+// An accepted inbound event, as stored and routed.
+struct Event {
+    std::string id;      // assigned when accepted
+    std::string source;  // name of the source it came in on
+    TimePoint receivedAt;
+    std::variant<FluxEvent, GitHubEvent> payload;
+
+    const FluxEvent* flux() const { return std::get_if<FluxEvent>(&payload); }
+    const GitHubEvent* github() const { return std::get_if<GitHubEvent>(&payload); }
+};
+
+using EventPtr = std::shared_ptr<const Event>;
+
+// The Flux Event JSON as Go's encoding/json writes it (field order and names as Flux's).
+nlohmann::json toFluxJson(const FluxEvent& event);
+// The same event as the exact bytes Go's json.Marshal writes: nlohmann::json sorts object keys,
+// this keeps Flux's field order and Go's escaping (<, >, & as \u003c \u003e \u0026). Use it
+// where bytes matter: forwarding, signing, comparing with what Flux sends.
+std::string toFluxJsonText(const FluxEvent& event);
+
+// Storage form of an Event (all fields, both payload kinds); fromStorageJson(toStorageJson(e)) == e.
+nlohmann::json toStorageJson(const Event& event);
+Event fromStorageJson(const nlohmann::json& json);
+
+// A new random event id (hex, 16 bytes).
+std::string newEventId();
+
+}  // namespace fluxrelay

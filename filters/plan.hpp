@@ -1,0 +1,33 @@
+// What an accepted event becomes: per route, the verdict and the deliveries to create.
+// The live relay and `fluxrelay explain` both use this, so they can never disagree.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/event.hpp"
+#include "filters/verdict.hpp"
+
+namespace fluxrelay {
+
+struct TargetPlan {
+    std::string target;
+    Decision decision;  // step 6: Flux's per-target-type rule
+};
+
+struct RoutePlan {
+    std::string route;
+    Decision decision;               // steps 1–5
+    std::vector<TargetPlan> targets;  // filled when the route matched
+    std::string dedupKey;            // empty: no dedup for this route
+    Duration dedupWindow{0};
+    EventPtr event;                  // the event as this route delivers it
+
+    bool delivers() const;  // matched and at least one target accepts
+};
+
+// Every route of the event's source, in config order.
+std::vector<RoutePlan> planRoutes(const Config& config, const EventPtr& event);
+
+}  // namespace fluxrelay

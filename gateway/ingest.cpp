@@ -1,0 +1,110 @@
+// Ingest: the one path of an event from the socket to storage (SPEC §3.3: 2xx only once stored).
+#include "gateway/ingest.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "filters/plan.hpp"
+#include "gateway/flux_source.hpp"
+
+namespace fluxrelay {
+
+namespace http = boost::beast::http;
+
+std::string_view requestPath(const HttpServerRequest& request) {
+    const std::string_view target = request.target();
+    return target.substr(0, target.find('?'));
+}
+
+std::optional<HttpServerResponse> healthResponse(std::string_view path, bool ready) {
+    if (path == "/healthz") {
+        return jsonResponse(200, R"({"status":"ok"})");
+    }
+    if (path == "/readyz") {
+        return ready ? jsonResponse(200, R"({"status":"ready"})") : errorResponse(503, "not ready: storage unavailable");
+    }
+    return std::nullopt;
+}
+
+Ingest::Ingest(std::function<ConfigPtr()> config, Storage& storage) : config_(std::move(config)), storage_(storage) {}
+
+boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& request) {
+    const ConfigPtr config = config_();
+    const std::string_view path = requestPath(request);
+    if (auto health = healthResponse(path, storage_.healthy())) {
+        co_return *health;
+    }
+    const SourceConfig* source = config->sourceByPath(path);
+    if (source == nullptr) {
+        co_return errorResponse(404, "no source is configured at " + std::string(path));
+    }
+    if (request.method() != http::verb::post) {
+        auto response = errorResponse(405, "method " + std::string(request.method_string()) + " is not allowed; use POST");
+        response.set(http::field::allow, "POST");
+        co_return response;
+    }
+
+    const InboundRequest inbound{
+        .body = request.body(),
+        .header = [&request](std::string_view name) -> std::optional<std::string_view> {
+            const auto it = request.find(name);
+            if (it == request.end()) {
+                return std::nullopt;
+            }
+            return std::string_view(it->value());
+        },
+    };
+    if (source->type != SourceType::flux) {
+        co_return errorResponse(501, "source type " + std::string(toString(source->type)) + " is not available in this build");
+    }
+    auto accepted = acceptFluxRequest(*source, inbound);
+    if (const auto* rejection = std::get_if<Rejection>(&accepted)) {
+        spdlog::info("rejected request on source {}: {} ({})", source->name, rejection->error, rejection->status);
+        co_return errorResponse(rejection->status, rejection->error);
+    }
+    auto event = std::make_shared<Event>(Event{
+        .id = newEventId(),
+        .source = source->name,
+        .receivedAt = Clock::now(),
+        .payload = std::move(std::get<FluxEvent>(accepted)),
+    });
+    co_return co_await store(*config, std::move(event));
+}
+
+boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, EventPtr event) {
+    AcceptRequest request{.event = event};
+    for (auto& plan : planRoutes(config, event)) {
+        if (!plan.decision.passed()) {
+            spdlog::debug("event {} not routed by {}: {}", event->id, plan.route, plan.decision.reason);
+            continue;
+        }
+        AcceptRequest::Route route{.name = plan.route, .dedupKey = plan.dedupKey, .dedupWindow = plan.dedupWindow,
+                                   .event = plan.event};
+        for (const auto& target : plan.targets) {
+            if (target.decision.passed()) {
+                route.targets.push_back(target.target);
+            } else {
+                spdlog::debug("event {} route {} skips target {}: {}", event->id, plan.route, target.target,
+                              target.decision.reason);
+            }
+        }
+        if (!route.targets.empty()) {
+            request.routes.push_back(std::move(route));
+        }
+    }
+
+    const AcceptResult result = co_await asyncAccept(storage_, std::move(request), boost::asio::use_awaitable);
+    if (!result.stored) {
+        spdlog::error("event from source {} not stored: {}", event->source, result.error);
+        auto response = errorResponse(503, "storage unavailable, retry later");
+        response.set(http::field::retry_after, "5");
+        co_return response;
+    }
+    for (const auto& route : result.duplicateRoutes) {
+        spdlog::debug("event {} suppressed as a duplicate on route {}", event->id, route);
+    }
+    co_return jsonResponse(202, nlohmann::json{{"status", "accepted"}, {"id", event->id}}.dump());
+}
+
+}  // namespace fluxrelay

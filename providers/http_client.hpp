@@ -1,0 +1,47 @@
+// Outbound HTTP(S) like Beast's async-ssl client: SNI, host-name verification, one deadline per
+// exchange, and the connection kept alive for the next request to the same origin.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "providers/provider.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace fluxrelay {
+
+// A response, or why none came (connect refused, timeout, TLS failure...).
+struct HttpResult {
+    std::optional<HttpResponse> response;
+    std::string error;
+};
+
+// The TLS settings of a target (caFile, client certificate, insecureSkipVerify), built once.
+// Throws std::runtime_error naming the file when a certificate or key cannot be loaded.
+std::shared_ptr<boost::asio::ssl::context> makeClientTlsContext(const TargetConfig& target);
+
+// One connection, reused while the peer keeps it alive. Not thread-safe: one owner, one
+// request at a time (the dispatcher gives each worker its own).
+class HttpConnection {
+public:
+    HttpConnection(boost::asio::any_io_executor executor, std::shared_ptr<boost::asio::ssl::context> tls,
+                   bool verifyPeer);
+    ~HttpConnection();
+    HttpConnection(const HttpConnection&) = delete;
+    HttpConnection& operator=(const HttpConnection&) = delete;
+
+    boost::asio::awaitable<HttpResult> send(const HttpRequest& request, Duration timeout);
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace fluxrelay

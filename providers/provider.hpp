@@ -1,0 +1,78 @@
+// A target type: turns deliveries into one HTTP request and classifies the response.
+// Pure: no sockets. Each provider's class lives in its own .cpp, reached through make_*.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "config/config.hpp"
+#include "storage/delivery.hpp"
+
+namespace fluxrelay {
+
+struct HttpRequest {
+    std::string method = "POST";
+    Url url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+};
+
+struct HttpResponse {
+    int status = 0;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+
+    std::optional<std::string_view> header(std::string_view name) const;  // case-insensitive
+};
+
+enum class OutcomeKind { delivered, retry, permanent };
+
+// What became of one attempt. retryAfter is set when the peer said when to come back.
+struct Outcome {
+    OutcomeKind kind = OutcomeKind::delivered;
+    std::string detail;  // "HTTP 503: ...", "connect: connection refused", ...
+    std::optional<std::chrono::milliseconds> retryAfter;
+
+    static Outcome delivered(std::string detail = {}) { return {OutcomeKind::delivered, std::move(detail), {}}; }
+    static Outcome retry(std::string detail, std::optional<std::chrono::milliseconds> after = {}) {
+        return {OutcomeKind::retry, std::move(detail), after};
+    }
+    static Outcome permanent(std::string detail) { return {OutcomeKind::permanent, std::move(detail), {}}; }
+};
+
+// Either a request to send, or the reason no request can ever be built (a permanent failure).
+using BuildResult = std::variant<HttpRequest, Outcome>;
+
+class Provider {
+public:
+    virtual ~Provider() = default;
+
+    // How many deliveries one request may carry (Alertmanager takes arrays; most take 1).
+    virtual std::size_t maxBatch() const { return 1; }
+
+    virtual BuildResult buildRequest(std::span<const Delivery> batch) const = 0;
+
+    // Default: SPEC §5.4 — 2xx delivered; 5xx, 408, 429 retry (honouring Retry-After);
+    // other statuses permanent.
+    virtual Outcome classify(const HttpResponse& response) const;
+};
+
+// The one registration table: target type → provider.
+std::unique_ptr<Provider> makeProvider(const TargetConfig& target);
+
+// Shared by providers: the SPEC §5.4 classification and Retry-After parsing (seconds or HTTP date).
+Outcome classifyHttpStatus(const HttpResponse& response);
+// The same at a given time, which an HTTP-date Retry-After is measured against.
+Outcome classifyHttpStatus(const HttpResponse& response, TimePoint now);
+std::optional<std::chrono::milliseconds> parseRetryAfter(std::string_view value, TimePoint now);
+
+// Headers every request of a target carries: configured headers, then auth (Bearer or Basic).
+void addTargetHeaders(const TargetConfig& target, HttpRequest& request);
+
+}  // namespace fluxrelay

@@ -1,0 +1,236 @@
+// The provider table, and what every provider shares: status classification, Retry-After, auth headers.
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/crypto.hpp"
+#include "providers/alertmanager.hpp"
+#include "providers/provider.hpp"
+
+namespace fluxrelay {
+
+namespace {
+
+// Enough of a peer's body to say what went wrong, without filling logs and the status page.
+constexpr std::size_t maxDetailBodyBytes = 200;
+
+// Retry-After is capped so that converting it to milliseconds and adding it to a time point cannot
+// overflow; a peer asking for more than ~31 years is as good as "never", which maxAge then decides.
+constexpr std::int64_t maxRetryAfterSeconds = 1'000'000'000;
+
+char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return asciiLower(x) == asciiLower(y); });
+}
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+std::string_view trimSpaces(std::string_view text) {
+    const auto first = text.find_first_not_of(" \t");
+    if (first == std::string_view::npos) return {};
+    const auto last = text.find_last_not_of(" \t");
+    return text.substr(first, last - first + 1);
+}
+
+// Length of the well-formed UTF-8 sequence starting at text[0], or 0 when it is not one.
+std::size_t utf8SequenceLength(std::string_view text) {
+    const auto lead = static_cast<unsigned char>(text[0]);
+    std::size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;
+    if (lead < 0x80) return 1;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+        length = 3;
+        if (lead == 0xE0) low = 0xA0;   // no overlong forms
+        if (lead == 0xED) high = 0x9F;  // no surrogates
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+        length = 4;
+        if (lead == 0xF0) low = 0x90;   // no overlong forms
+        if (lead == 0xF4) high = 0x8F;  // nothing past U+10FFFF
+    } else {
+        return 0;
+    }
+    if (text.size() < length) return 0;
+    for (std::size_t i = 1; i < length; ++i) {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        if (byte < (i == 1 ? low : 0x80) || byte > (i == 1 ? high : 0xBF)) return 0;
+    }
+    return length;
+}
+
+// The start of a peer's body as one line of valid UTF-8: the detail ends up in JSON (status page,
+// API, dead letters) and in log lines, where raw newlines and broken sequences do not belong.
+std::string bodyExcerpt(std::string_view body) {
+    // Cut at a character boundary of the whole body, so a valid character is never half kept: step
+    // back over the continuation bytes (at most 3) of a character that straddles the limit.
+    std::size_t cut = std::min(body.size(), maxDetailBodyBytes);
+    const auto isContinuation = [&](std::size_t i) { return (static_cast<unsigned char>(body[i]) & 0xC0) == 0x80; };
+    for (int step = 0; step < 3 && cut > 0 && cut < body.size() && isContinuation(cut); ++step) --cut;
+    body = body.substr(0, cut);
+    std::string out;
+    out.reserve(body.size());
+    while (!body.empty()) {
+        const std::size_t length = utf8SequenceLength(body);
+        if (length == 0) {
+            // Not UTF-8: the peer sent bytes we can show only as placeholders.
+            out += '?';
+            body.remove_prefix(1);
+            continue;
+        }
+        if (length == 1) {
+            const char c = body[0];
+            out += static_cast<unsigned char>(c) < 0x20 || c == 0x7F ? ' ' : c;
+        } else {
+            out.append(body.substr(0, length));
+        }
+        body.remove_prefix(length);
+    }
+    const auto last = out.find_last_not_of(' ');
+    out.erase(last == std::string::npos ? 0 : last + 1);
+    const auto first = out.find_first_not_of(' ');
+    out.erase(0, first == std::string::npos ? out.size() : first);
+    return out;
+}
+
+std::string statusDetail(const HttpResponse& response) {
+    std::string detail = "HTTP " + std::to_string(response.status);
+    const std::string excerpt = bodyExcerpt(response.body);
+    if (!excerpt.empty()) detail += ": " + excerpt;
+    return detail;
+}
+
+// Exactly `count` decimal digits at `pos`.
+bool readNumber(std::string_view text, std::size_t pos, std::size_t count, int& out) {
+    if (pos + count > text.size()) return false;
+    int value = 0;
+    for (std::size_t i = pos; i < pos + count; ++i) {
+        if (!isDigit(text[i])) return false;
+        value = value * 10 + (text[i] - '0');
+    }
+    out = value;
+    return true;
+}
+
+// Index of a three-letter name in `names` (case-sensitive, as the grammar is), or -1.
+template <std::size_t N>
+int indexOfName(std::string_view text, const std::string_view (&names)[N]) {
+    for (std::size_t i = 0; i < N; ++i) {
+        if (text == names[i]) return static_cast<int>(i);
+    }
+    return -1;
+}
+
+// IMF-fixdate (RFC 9110 §5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT": the only form a sender
+// may generate today. The obsolete RFC 850 and asctime forms are not accepted.
+std::optional<TimePoint> parseImfFixdate(std::string_view text) {
+    static constexpr std::string_view dayNames[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+    static constexpr std::string_view monthNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    //  0123456789012345678901234567890
+    if (text.size() != 29) return std::nullopt;
+    if (indexOfName(text.substr(0, 3), dayNames) < 0) return std::nullopt;
+    if (text.substr(3, 2) != ", " || text[7] != ' ' || text[11] != ' ' || text[16] != ' ' || text[19] != ':' ||
+        text[22] != ':' || text.substr(25) != " GMT") {
+        return std::nullopt;
+    }
+    const int month = indexOfName(text.substr(8, 3), monthNames) + 1;
+    int day = 0, year = 0, hour = 0, minute = 0, second = 0;
+    if (month == 0 || !readNumber(text, 5, 2, day) || !readNumber(text, 12, 4, year) ||
+        !readNumber(text, 17, 2, hour) || !readNumber(text, 20, 2, minute) || !readNumber(text, 23, 2, second)) {
+        return std::nullopt;
+    }
+    using namespace std::chrono;
+    const year_month_day date{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
+                              std::chrono::day{static_cast<unsigned>(day)}};
+    // 60 is a leap second, which the grammar allows.
+    if (!date.ok() || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+    return TimePoint{sys_days{date} + hours{hour} + minutes{minute} + seconds{second}};
+}
+
+}  // namespace
+
+std::unique_ptr<Provider> makeProvider(const TargetConfig& target) {
+    switch (target.type) {
+        case TargetType::alertmanager:
+            return makeAlertmanagerProvider(target);
+        // Not written yet: each comes with its own issue (SPEC §5.2, §5.3). Callers treat nullptr
+        // as "this target type cannot deliver".
+        case TargetType::github:
+        case TargetType::fluxReceiver:
+        case TargetType::kubernetes:
+            return nullptr;
+    }
+    return nullptr;
+}
+
+Outcome Provider::classify(const HttpResponse& response) const { return classifyHttpStatus(response); }
+
+Outcome classifyHttpStatus(const HttpResponse& response) { return classifyHttpStatus(response, Clock::now()); }
+
+Outcome classifyHttpStatus(const HttpResponse& response, TimePoint now) {
+    const int status = response.status;
+    if (status >= 200 && status <= 299) return Outcome::delivered(statusDetail(response));
+    // 408 and 429 are the two 4xx that say "not now" rather than "never".
+    if ((status >= 500 && status <= 599) || status == 408 || status == 429) {
+        std::optional<std::chrono::milliseconds> after;
+        if (const auto value = response.header("Retry-After")) after = parseRetryAfter(*value, now);
+        return Outcome::retry(statusDetail(response), after);
+    }
+    // Other 4xx, and 1xx/3xx (redirects are not followed): sending the same request again would
+    // get the same answer.
+    return Outcome::permanent(statusDetail(response));
+}
+
+std::optional<std::chrono::milliseconds> parseRetryAfter(std::string_view value, TimePoint now) {
+    value = trimSpaces(value);
+    if (value.empty()) return std::nullopt;
+    if (std::all_of(value.begin(), value.end(), isDigit)) {
+        // delay-seconds
+        std::int64_t seconds = 0;
+        const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+        if (error == std::errc::result_out_of_range) {
+            seconds = maxRetryAfterSeconds;
+        } else if (error != std::errc{} || end != value.data() + value.size()) {
+            return std::nullopt;
+        }
+        return std::chrono::seconds{std::min(seconds, maxRetryAfterSeconds)};
+    }
+    const auto date = parseImfFixdate(value);
+    if (!date) return std::nullopt;
+    if (*date <= now) return std::chrono::milliseconds{0};
+    const auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(*date - now);
+    return std::min<std::chrono::milliseconds>(delay, std::chrono::seconds{maxRetryAfterSeconds});
+}
+
+std::optional<std::string_view> HttpResponse::header(std::string_view name) const {
+    for (const auto& [key, value] : headers) {
+        if (equalsIgnoreCase(key, name)) return std::string_view{value};
+    }
+    return std::nullopt;
+}
+
+void addTargetHeaders(const TargetConfig& target, HttpRequest& request) {
+    const bool bearer = !target.token.empty();
+    // As Flux: Basic only when both parts are set; a username alone sends nothing.
+    const bool basic = !bearer && !target.username.empty() && !target.password.empty();
+    for (const auto& [name, value] : target.headers) {
+        // The configured credentials win over an Authorization header written by hand: two
+        // Authorization headers would be rejected or, worse, one silently picked.
+        if ((bearer || basic) && equalsIgnoreCase(name, "Authorization")) continue;
+        request.headers.emplace_back(name, value);
+    }
+    if (bearer) {
+        request.headers.emplace_back("Authorization", "Bearer " + target.token);
+    } else if (basic) {
+        request.headers.emplace_back("Authorization", "Basic " + base64Encode(target.username + ":" + target.password));
+    }
+}
+
+}  // namespace fluxrelay

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages needed to build, test and run fluxrelay locally.
+# Idempotent: asks dpkg what is already there and installs only what is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config g++
+  libboost1.81-dev nlohmann-json3-dev libssl-dev libre2-dev libspdlog-dev doctest-dev
+  libyaml-cpp-dev libsqlite3-dev libhiredis-dev
+  prometheus-alertmanager
+  nodejs npm
+  ca-certificates curl
+)
+
+installed() {
+  # "install ok installed" is the only state in which a package is fully usable.
+  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
+
+missing=()
+for package in "${packages[@]}"; do
+  if installed "$package"; then
+    continue
+  fi
+  # Some nodejs builds ship npm inside and conflict with Debian's npm package: a working
+  # npm command is enough.
+  if [[ "$package" == npm ]] && command -v npm >/dev/null; then
+    continue
+  fi
+  missing+=("$package")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,191 @@
+// In-memory spool: the Storage contract without durability, bounded so it cannot eat the host.
+// Used where nothing must survive a restart (tests, `explain`), and as the reference behaviour.
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "storage/completion.hpp"
+#include "storage/storage.hpp"
+
+namespace fluxrelay {
+namespace {
+
+class MemoryStorage final : public Storage {
+public:
+    explicit MemoryStorage(std::size_t maxQueued) : maxQueued_(maxQueued) {}
+
+    void accept(AcceptRequest request, boost::asio::any_completion_handler<void(AcceptResult)> handler) override {
+        AcceptResult result;
+        std::vector<std::string> woken;
+        {
+            std::lock_guard lock(mutex_);
+            const auto now = Clock::now();
+            std::size_t newDeliveries = 0;
+            for (const auto& route : request.routes) {
+                newDeliveries += route.targets.size();
+            }
+            if (queued_ + newDeliveries > maxQueued_) {
+                result.error = "queue full: " + std::to_string(queued_) + " deliveries waiting";
+                complete(std::move(handler), std::move(result));
+                return;
+            }
+            for (const auto& route : request.routes) {
+                if (!route.dedupKey.empty()) {
+                    auto [it, fresh] = dedup_.try_emplace(route.dedupKey, now + route.dedupWindow);
+                    if (!fresh && it->second > now) {
+                        result.duplicateRoutes.push_back(route.name);
+                        continue;
+                    }
+                    it->second = now + route.dedupWindow;
+                }
+                for (const auto& target : route.targets) {
+                    Delivery delivery{.id = ++lastId_, .route = route.name, .target = target, .event = route.event,
+                                      .createdAt = now, .nextAttemptAt = now, .lastError = {}};
+                    queues_[target].emplace(now, delivery.id);
+                    deliveries_.emplace(delivery.id, std::move(delivery));
+                    ++queued_;
+                    woken.push_back(target);
+                }
+            }
+            pruneDedup(now);
+            result.stored = true;
+        }
+        notify(woken);
+        complete(std::move(handler), std::move(result));
+    }
+
+    void claim(std::string target, std::size_t max, TimePoint now,
+               boost::asio::any_completion_handler<void(Claim)> handler) override {
+        Claim claim;
+        {
+            std::lock_guard lock(mutex_);
+            auto& queue = queues_[target];
+            while (!queue.empty() && claim.deliveries.size() < max && queue.begin()->first <= now) {
+                claim.deliveries.push_back(deliveries_.at(queue.begin()->second));
+                queue.erase(queue.begin());
+            }
+            if (!queue.empty()) {
+                claim.nextDue = queue.begin()->first;
+            }
+        }
+        complete(std::move(handler), std::move(claim));
+    }
+
+    void settle(std::vector<Settlement> settlements, boost::asio::any_completion_handler<void()> handler) override {
+        {
+            std::lock_guard lock(mutex_);
+            for (const auto& settlement : settlements) {
+                auto it = deliveries_.find(settlement.deliveryId);
+                if (it == deliveries_.end()) {
+                    continue;
+                }
+                Delivery& delivery = it->second;
+                ++delivery.attempts;
+                delivery.lastError = settlement.error;
+                switch (settlement.kind) {
+                    case SettleKind::delivered:
+                        deliveries_.erase(it);
+                        --queued_;
+                        break;
+                    case SettleKind::retry:
+                        delivery.nextAttemptAt = settlement.nextAttemptAt;
+                        queues_[delivery.target].emplace(delivery.nextAttemptAt, delivery.id);
+                        break;
+                    case SettleKind::dead:
+                        // Dead letters stay counted against the bound: they are held until replayed.
+                        dead_.push_back({delivery, settlement.error, Clock::now()});
+                        deliveries_.erase(it);
+                        break;
+                }
+            }
+        }
+        complete(std::move(handler));
+    }
+
+    void deadLetters(std::size_t limit,
+                     boost::asio::any_completion_handler<void(std::vector<DeadLetter>)> handler) override {
+        std::vector<DeadLetter> letters;
+        {
+            std::lock_guard lock(mutex_);
+            const auto count = std::min(limit, dead_.size());
+            letters.assign(dead_.end() - static_cast<std::ptrdiff_t>(count), dead_.end());
+        }
+        complete(std::move(handler), std::move(letters));
+    }
+
+    void replay(std::uint64_t deliveryId, boost::asio::any_completion_handler<void(bool)> handler) override {
+        std::string target;
+        {
+            std::lock_guard lock(mutex_);
+            auto it = std::find_if(dead_.begin(), dead_.end(),
+                                   [deliveryId](const DeadLetter& letter) { return letter.delivery.id == deliveryId; });
+            if (it != dead_.end()) {
+                Delivery delivery = it->delivery;
+                dead_.erase(it);
+                delivery.nextAttemptAt = Clock::now();
+                delivery.createdAt = delivery.nextAttemptAt;  // a replay gets a fresh maxAge
+                delivery.attempts = 0;
+                target = delivery.target;
+                queues_[target].emplace(delivery.nextAttemptAt, delivery.id);
+                deliveries_.emplace(delivery.id, std::move(delivery));
+            }
+        }
+        if (!target.empty()) {
+            notify({target});
+        }
+        complete(std::move(handler), !target.empty());
+    }
+
+    void onWork(std::function<void(const std::string&)> listener) override {
+        std::lock_guard lock(mutex_);
+        listener_ = std::move(listener);
+    }
+
+    bool healthy() const override { return true; }
+
+private:
+    void pruneDedup(TimePoint now) {
+        // Amortised: sweep only when the map has doubled since the last sweep.
+        if (dedup_.size() < 2 * dedupSizeAfterPrune_ + 1024) {
+            return;
+        }
+        std::erase_if(dedup_, [now](const auto& entry) { return entry.second <= now; });
+        dedupSizeAfterPrune_ = dedup_.size();
+    }
+
+    void notify(std::vector<std::string> targets) {
+        std::function<void(const std::string&)> listener;
+        {
+            std::lock_guard lock(mutex_);
+            listener = listener_;
+        }
+        if (!listener) {
+            return;
+        }
+        std::sort(targets.begin(), targets.end());
+        targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+        for (const auto& target : targets) {
+            listener(target);
+        }
+    }
+
+    const std::size_t maxQueued_;
+    std::mutex mutex_;
+    std::uint64_t lastId_ = 0;
+    std::size_t queued_ = 0;  // deliveries held: queued, in flight or dead
+    std::unordered_map<std::uint64_t, Delivery> deliveries_;
+    std::map<std::string, std::multimap<TimePoint, std::uint64_t>> queues_;  // target → due time → id
+    std::unordered_map<std::string, TimePoint> dedup_;                       // key → expiry
+    std::size_t dedupSizeAfterPrune_ = 0;
+    std::vector<DeadLetter> dead_;
+    std::function<void(const std::string&)> listener_;
+};
+
+}  // namespace
+
+std::unique_ptr<Storage> makeMemoryStorage(std::size_t maxQueuedDeliveries) {
+    return std::make_unique<MemoryStorage>(maxQueuedDeliveries);
+}
+
+}  // namespace fluxrelay

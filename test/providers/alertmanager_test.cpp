@@ -1,0 +1,250 @@
+// Alertmanager payloads: Flux's alert shape, alertname casing, batching, auth headers.
+#include "providers/alertmanager.hpp"
+
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace fluxrelay {
+namespace {
+
+Event makeFluxEvent(FluxEvent flux, TimePoint receivedAt = {}) {
+    Event event;
+    event.id = "0123456789abcdef";
+    event.source = "flux";
+    event.receivedAt = receivedAt;
+    event.payload = std::move(flux);
+    return event;
+}
+
+FluxEvent kustomizationFailure() {
+    FluxEvent flux;
+    flux.involvedObject.kind = "Kustomization";
+    flux.involvedObject.namespace_ = "flux-system";
+    flux.involvedObject.name = "apps";
+    flux.involvedObject.apiVersion = "kustomize.toolkit.fluxcd.io/v1";
+    flux.severity = "error";
+    flux.timestamp = "2022-09-30T06:40:29Z";
+    flux.message = "Deployment/default/web dry-run failed";
+    flux.reason = "ReconciliationFailed";
+    flux.metadata = {{"revision", "main@sha1:0123456789abcdef0123456789abcdef01234567"}};
+    flux.reportingController = "kustomize-controller";
+    flux.reportingInstance = "kustomize-controller-7f5d6c9b8-x2x7q";
+    return flux;
+}
+
+Delivery makeDelivery(FluxEvent flux, std::uint64_t id = 1) {
+    Delivery delivery;
+    delivery.id = id;
+    delivery.route = "errors";
+    delivery.target = "alertmanager";
+    delivery.event = std::make_shared<const Event>(makeFluxEvent(std::move(flux)));
+    return delivery;
+}
+
+TargetConfig alertmanagerTarget() {
+    TargetConfig target;
+    target.name = "alertmanager";
+    target.type = TargetType::alertmanager;
+    target.address = Url{"http", "alertmanager-operated.o11y", 9093, "/api/v2/alerts"};
+    target.addressText = "http://alertmanager-operated.o11y:9093/api/v2/alerts";
+    return target;
+}
+
+HttpRequest build(const Provider& provider, const std::vector<Delivery>& batch) {
+    BuildResult result = provider.buildRequest(batch);
+    REQUIRE(std::holds_alternative<HttpRequest>(result));
+    return std::get<HttpRequest>(std::move(result));
+}
+
+std::vector<std::string> headerValues(const HttpRequest& request, std::string_view name) {
+    std::vector<std::string> values;
+    for (const auto& [key, value] : request.headers) {
+        if (key == name) values.push_back(value);
+    }
+    return values;
+}
+
+}  // namespace
+
+TEST_CASE("goTitle upper-cases the first letter of each word and lower-cases the rest, as Go") {
+    CHECK(goTitle("ReconciliationFailed") == "Reconciliationfailed");
+    CHECK(goTitle("HealthCheckFailed") == "Healthcheckfailed");
+    CHECK(goTitle("dependency not ready") == "Dependency Not Ready");
+    CHECK(goTitle("Progressing") == "Progressing");
+    CHECK(goTitle("ARTIFACT_FAILED") == "Artifact_failed");
+    CHECK(goTitle("") == "");
+    // Digits belong to the word but are not its first letter.
+    CHECK(goTitle("v2beta1 upgrade") == "V2beta1 Upgrade");
+    CHECK(goTitle("1abc") == "1Abc");
+    // Hyphens and slashes break words; one apostrophe, dot or colon between letters does not.
+    CHECK(goTitle("install-failed/RETRY") == "Install-Failed/Retry");
+    CHECK(goTitle("don't STOP") == "Don't Stop");
+    CHECK(goTitle("example.COM") == "Example.com");
+    CHECK(goTitle("key:VALUE") == "Key:value");
+    // Two in a row do.
+    CHECK(goTitle("a..b") == "A..B");
+    CHECK(goTitle("a.'b") == "A.'B");
+    // The ASCII vectors of Go's own title-casing tests.
+    CHECK(goTitle("FOO CASE TEST") == "Foo Case Test");
+    CHECK(goTitle("DON'T DO THiS") == "Don't Do This");
+    CHECK(goTitle("with-hyphens") == "With-Hyphens");
+    CHECK(goTitle("49ers 49ers") == "49Ers 49Ers");
+    CHECK(goTitle("\"capitalize a^a -hyphen 0X _u a_u:a") == "\"Capitalize A^A -Hyphen 0X _U A_u:a");
+    CHECK(goTitle("MidNum a,b;c") == "Midnum A,B;C");
+    CHECK(goTitle("a'.a a.a a4,a") == "A'.A A.a A4,A");
+    // Non-ASCII letters are kept as written and still start their word.
+    CHECK(goTitle("\xC3\xA9TAT ok") == "\xC3\xA9tat Ok");
+}
+
+TEST_CASE("fluxAlert builds exactly Flux's labels, annotations and startsAt") {
+    const nlohmann::json alert = fluxAlert(makeFluxEvent(kustomizationFailure()));
+    const nlohmann::json expected = {
+        {"status", "firing"},
+        {"labels",
+         {{"alertname", "FluxKustomizationReconciliationfailed"},
+          {"severity", "error"},
+          {"reason", "ReconciliationFailed"},
+          {"kind", "Kustomization"},
+          {"name", "apps"},
+          {"namespace", "flux-system"},
+          {"reportingcontroller", "kustomize-controller"},
+          {"revision", "main@sha1:0123456789abcdef0123456789abcdef01234567"}}},
+        {"annotations", {{"message", "Deployment/default/web dry-run failed"}}},
+        {"startsAt", "2022-09-30T06:40:29Z"},
+    };
+    CHECK(alert == expected);
+    CHECK_FALSE(alert.contains("endsAt"));
+}
+
+TEST_CASE("fluxAlert moves summary to the annotations and keeps other metadata as labels") {
+    FluxEvent flux = kustomizationFailure();
+    flux.metadata = {{"summary", "Cluster home is failing"}, {"cluster", "home"}, {"env", "prod"}};
+    const nlohmann::json alert = fluxAlert(makeFluxEvent(flux));
+    CHECK(alert["annotations"] == nlohmann::json{{"message", flux.message}, {"summary", "Cluster home is failing"}});
+    CHECK_FALSE(alert["labels"].contains("summary"));
+    CHECK(alert["labels"]["cluster"] == "home");
+    CHECK(alert["labels"]["env"] == "prod");
+    CHECK(alert["labels"].size() == 9);
+}
+
+TEST_CASE("fluxAlert lets its own labels win over metadata of the same name") {
+    FluxEvent flux = kustomizationFailure();
+    flux.metadata = {{"severity", "critical"}, {"alertname", "Custom"}, {"name", "other"}};
+    const nlohmann::json labels = fluxAlert(makeFluxEvent(flux))["labels"];
+    CHECK(labels["severity"] == "error");
+    CHECK(labels["alertname"] == "FluxKustomizationReconciliationfailed");
+    CHECK(labels["name"] == "apps");
+}
+
+TEST_CASE("fluxAlert formats startsAt in UTC without fractions, falling back to the receive time") {
+    FluxEvent flux = kustomizationFailure();
+    flux.timestamp = "2022-09-30T08:40:29.75+02:00";
+    CHECK(fluxAlert(makeFluxEvent(flux))["startsAt"] == "2022-09-30T06:40:29Z");
+
+    flux.timestamp.clear();
+    TimePoint received;
+    REQUIRE(parseRfc3339("2024-01-02T03:04:05Z", received));
+    CHECK(fluxAlert(makeFluxEvent(flux, received))["startsAt"] == "2024-01-02T03:04:05Z");
+}
+
+TEST_CASE("alertmanager provider posts a JSON array, one alert per delivery, to the address as given") {
+    const TargetConfig target = alertmanagerTarget();
+    const auto provider = makeProvider(target);
+    REQUIRE(provider != nullptr);
+    CHECK(provider->maxBatch() == 64);
+
+    FluxEvent second = kustomizationFailure();
+    second.involvedObject.name = "infra";
+    FluxEvent third = kustomizationFailure();
+    third.involvedObject.kind = "HelmRelease";
+    third.reason = "HealthCheckFailed";
+    const std::vector<Delivery> batch = {makeDelivery(kustomizationFailure(), 1), makeDelivery(second, 2),
+                                         makeDelivery(third, 3)};
+    const HttpRequest request = build(*provider, batch);
+
+    CHECK(request.method == "POST");
+    CHECK(request.url.scheme == "http");
+    CHECK(request.url.host == "alertmanager-operated.o11y");
+    CHECK(request.url.port == 9093);
+    CHECK(request.url.target == "/api/v2/alerts");
+    CHECK(headerValues(request, "Content-Type") == std::vector<std::string>{"application/json"});
+    CHECK(headerValues(request, "Authorization").empty());
+
+    const nlohmann::json body = nlohmann::json::parse(request.body);
+    REQUIRE(body.is_array());
+    REQUIRE(body.size() == 3);
+    CHECK(body[0] == fluxAlert(*batch[0].event));
+    CHECK(body[1]["labels"]["name"] == "infra");
+    CHECK(body[2]["labels"]["alertname"] == "FluxHelmReleaseHealthcheckfailed");
+}
+
+TEST_CASE("alertmanager provider sends no path of its own") {
+    TargetConfig target = alertmanagerTarget();
+    target.address = Url{"https", "am.example.com", 443, "/"};
+    const HttpRequest request = build(*makeProvider(target), {makeDelivery(kustomizationFailure())});
+    CHECK(request.url.target == "/");
+    CHECK(request.url.host == "am.example.com");
+    CHECK(request.url.tls());
+}
+
+TEST_CASE("alertmanager provider takes maxBatch from the target") {
+    TargetConfig target = alertmanagerTarget();
+    target.maxBatch = 5;
+    CHECK(makeProvider(target)->maxBatch() == 5);
+}
+
+TEST_CASE("alertmanager provider authenticates with Bearer, or Basic when both username and password are set") {
+    TargetConfig target = alertmanagerTarget();
+    const std::vector<Delivery> batch = {makeDelivery(kustomizationFailure())};
+
+    SUBCASE("bearer") {
+        target.token = "s3cr3t";
+        const HttpRequest request = build(*makeProvider(target), batch);
+        CHECK(headerValues(request, "Authorization") == std::vector<std::string>{"Bearer s3cr3t"});
+    }
+    SUBCASE("basic") {
+        target.username = "flux";
+        target.password = "p@ss:word";
+        const HttpRequest request = build(*makeProvider(target), batch);
+        CHECK(headerValues(request, "Authorization") == std::vector<std::string>{"Basic Zmx1eDpwQHNzOndvcmQ="});
+    }
+    SUBCASE("username alone sends nothing") {
+        target.username = "flux";
+        const HttpRequest request = build(*makeProvider(target), batch);
+        CHECK(headerValues(request, "Authorization").empty());
+    }
+    SUBCASE("configured headers come first") {
+        target.headers = {{"X-Scope-OrgID", "home"}};
+        target.token = "s3cr3t";
+        const HttpRequest request = build(*makeProvider(target), batch);
+        REQUIRE(request.headers.size() == 3);
+        CHECK(request.headers[1] == std::pair<std::string, std::string>{"X-Scope-OrgID", "home"});
+        CHECK(request.headers[2] == std::pair<std::string, std::string>{"Authorization", "Bearer s3cr3t"});
+    }
+}
+
+TEST_CASE("alertmanager provider refuses a batch with a non-Flux event, permanently") {
+    Delivery github;
+    github.event = std::make_shared<const Event>(Event{"id", "github", {}, GitHubEvent{"push", "d1", "", false, "{}"}});
+    const std::vector<Delivery> batch = {makeDelivery(kustomizationFailure()), github};
+    const BuildResult result = makeProvider(alertmanagerTarget())->buildRequest(batch);
+    REQUIRE(std::holds_alternative<Outcome>(result));
+    CHECK(std::get<Outcome>(result).kind == OutcomeKind::permanent);
+    CHECK(std::get<Outcome>(result).detail == "alertmanager targets take only Flux events");
+}
+
+TEST_CASE("alertmanager responses: 200 with an empty body is delivered, 400 is permanent") {
+    const auto provider = makeProvider(alertmanagerTarget());
+    CHECK(provider->classify(HttpResponse{200, {}, ""}).kind == OutcomeKind::delivered);
+    const Outcome invalid =
+        provider->classify(HttpResponse{400, {}, "{\"code\":400,\"message\":\"invalid label set\"}\n"});
+    CHECK(invalid.kind == OutcomeKind::permanent);
+    CHECK(invalid.detail == "HTTP 400: {\"code\":400,\"message\":\"invalid label set\"}");
+}
+
+}  // namespace fluxrelay
