@@ -17,19 +17,6 @@ namespace {
 
 constexpr std::string_view kDeadLettersPath = "/api/v1/deadletters";
 
-template <class Token>
-auto asyncDeadLetters(Storage& storage, std::size_t limit, Token&& token) {
-    return boost::asio::async_initiate<Token, void(std::vector<DeadLetter>)>(
-        [&storage](auto handler, std::size_t limit) { storage.deadLetters(limit, std::move(handler)); }, token,
-        limit);
-}
-
-template <class Token>
-auto asyncReplay(Storage& storage, std::uint64_t id, Token&& token) {
-    return boost::asio::async_initiate<Token, void(bool)>(
-        [&storage](auto handler, std::uint64_t id) { storage.replay(id, std::move(handler)); }, token, id);
-}
-
 nlohmann::json toJson(const DeadLetter& letter) {
     return {
         {"id", letter.delivery.id},

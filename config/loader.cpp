@@ -251,8 +251,9 @@ public:
                    std::any_of(typedKeys.begin(), typedKeys.end(), [&](const TypedKey& k) { return k.key == name; });
         };
         Fields fields{node.Mark(), {}};
-        for (auto it = node.begin(); it != node.end(); ++it) {
-            const YAML::Node& key = it->first;
+        // By value: yaml-cpp's iterator hands out temporaries, which a reference would outlive.
+        for (const auto& pair : node) {
+            const YAML::Node key = pair.first;
             if (!key.IsScalar()) {
                 error(key.Mark(), "keys in " + std::string(context) + " must be strings");
             } else if (!known(key.Scalar())) {
@@ -260,7 +261,7 @@ public:
             } else if (fields.find(key.Scalar()) != nullptr) {
                 error(key.Mark(), "duplicate key " + inQuotes(key.Scalar()) + " in " + std::string(context));
             } else {
-                fields.entries.push_back({key.Scalar(), key, it->second});
+                fields.entries.push_back({key.Scalar(), key, pair.second});
             }
         }
         return fields;
@@ -461,19 +462,21 @@ public:
         }
         std::vector<MapItem> out;
         std::set<std::string> seen;
-        for (auto it = entry->value.begin(); it != entry->value.end(); ++it) {
-            if (!it->first.IsScalar()) {
-                error(it->first.Mark(), "keys in " + inQuotes(key) + " must be strings");
+        for (const auto& pair : entry->value) {
+            const YAML::Node name = pair.first;
+            const YAML::Node value = pair.second;
+            if (!name.IsScalar()) {
+                error(name.Mark(), "keys in " + inQuotes(key) + " must be strings");
                 continue;
             }
-            const std::string name = it->first.Scalar();
-            if (!seen.insert(name).second) {
-                error(it->first.Mark(), "duplicate key " + inQuotes(name) + " in " + inQuotes(key));
+            if (!seen.insert(name.Scalar()).second) {
+                error(name.Mark(), "duplicate key " + inQuotes(name.Scalar()) + " in " + inQuotes(key));
                 continue;
             }
-            const YAML::Mark mark = it->second.IsNull() ? it->first.Mark() : it->second.Mark();
-            if (std::optional<std::string> value = scalar(it->second, mark, inQuotes(std::string(key) + "." + name))) {
-                out.push_back({name, std::move(*value), mark});
+            const YAML::Mark mark = value.IsNull() ? name.Mark() : value.Mark();
+            const std::string what = inQuotes(std::string(key) + "." + name.Scalar());
+            if (std::optional<std::string> text = scalar(value, mark, what)) {
+                out.push_back({name.Scalar(), std::move(*text), mark});
             }
         }
         return out;

@@ -73,7 +73,7 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
 }
 
 boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, EventPtr event) {
-    AcceptRequest request{.event = event};
+    AcceptRequest request{.event = event, .routes = {}, .idempotencyKey = {}, .idempotencyWindow = {}};
     for (auto& plan : planRoutes(config, event)) {
         if (!plan.decision.passed()) {
             spdlog::debug("event {} not routed by {}: {}", event->id, plan.route, plan.decision.reason);

@@ -50,10 +50,16 @@ if [[ $ready -ne 1 ]]; then
 fi
 echo "run-local: Alertmanager on http://$am_listen (log: $state/alertmanager.log)" >&2
 
-# After exec this shell's PID is fluxrelay's: a watcher stops Alertmanager once it is gone.
-shell_pid=$$
+# After exec this shell's PID is fluxrelay's: a watcher stops Alertmanager once it has exited
+# (gone, or a zombie its parent has not reaped yet).
+relay_pid=$$
 (
-  while kill -0 "$shell_pid" 2>/dev/null; do sleep 1; done
+  running() {
+    local stat
+    stat=$(cat "/proc/$relay_pid/stat" 2>/dev/null) || return 1
+    [[ "${stat##*) }" != Z* ]]
+  }
+  while running; do sleep 0.5; done
   kill "$am_pid" 2>/dev/null || true
 ) </dev/null >/dev/null 2>&1 &
 

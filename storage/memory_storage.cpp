@@ -21,6 +21,14 @@ public:
         {
             std::lock_guard lock(mutex_);
             const auto now = Clock::now();
+            if (!request.idempotencyKey.empty()) {
+                if (!claimKey(request.idempotencyKey, now, request.idempotencyWindow)) {
+                    result.stored = true;
+                    result.duplicateEvent = true;
+                    complete(std::move(handler), std::move(result));
+                    return;
+                }
+            }
             std::size_t newDeliveries = 0;
             for (const auto& route : request.routes) {
                 newDeliveries += route.targets.size();
@@ -31,18 +39,20 @@ public:
                 return;
             }
             for (const auto& route : request.routes) {
-                if (!route.dedupKey.empty()) {
-                    auto [it, fresh] = dedup_.try_emplace(route.dedupKey, now + route.dedupWindow);
-                    if (!fresh && it->second > now) {
-                        result.duplicateRoutes.push_back(route.name);
-                        continue;
-                    }
-                    it->second = now + route.dedupWindow;
+                if (!route.dedupKey.empty() && !claimKey(route.dedupKey, now, route.dedupWindow)) {
+                    result.duplicateRoutes.push_back(route.name);
+                    continue;
                 }
                 for (const auto& target : route.targets) {
+                    if (coalesce(route, target)) {
+                        continue;
+                    }
                     Delivery delivery{.id = ++lastId_, .route = route.name, .target = target, .event = route.event,
-                                      .createdAt = now, .nextAttemptAt = now, .lastError = {}};
-                    queues_[target].emplace(now, delivery.id);
+                                      .createdAt = now, .nextAttemptAt = now + route.delay, .lastError = {}};
+                    queues_[target].emplace(delivery.nextAttemptAt, delivery.id);
+                    if (!route.coalesceKey.empty()) {
+                        coalescing_[{route.coalesceKey, target}] = delivery.id;
+                    }
                     deliveries_.emplace(delivery.id, std::move(delivery));
                     ++queued_;
                     woken.push_back(target);
@@ -62,7 +72,9 @@ public:
             std::lock_guard lock(mutex_);
             auto& queue = queues_[target];
             while (!queue.empty() && claim.deliveries.size() < max && queue.begin()->first <= now) {
-                claim.deliveries.push_back(deliveries_.at(queue.begin()->second));
+                const Delivery& delivery = deliveries_.at(queue.begin()->second);
+                std::erase_if(coalescing_, [&](const auto& entry) { return entry.second == delivery.id; });
+                claim.deliveries.push_back(delivery);
                 queue.erase(queue.begin());
             }
             if (!queue.empty()) {
@@ -137,6 +149,35 @@ public:
         complete(std::move(handler), !target.empty());
     }
 
+    void getValue(std::string key, boost::asio::any_completion_handler<void(std::optional<std::string>)> handler) override {
+        std::optional<std::string> value;
+        {
+            std::lock_guard lock(mutex_);
+            if (auto it = values_.find(key); it != values_.end() && !expired(it->second.expiry, Clock::now())) {
+                value = it->second.value;
+            }
+        }
+        complete(std::move(handler), std::move(value));
+    }
+
+    void putValue(std::string key, std::string value, Duration ttl,
+                  boost::asio::any_completion_handler<void(bool)> handler) override {
+        {
+            std::lock_guard lock(mutex_);
+            const auto expiry = ttl.count() > 0 ? Clock::now() + ttl : TimePoint::max();
+            values_[std::move(key)] = {std::move(value), expiry};
+        }
+        complete(std::move(handler), true);
+    }
+
+    void eraseValue(std::string key, boost::asio::any_completion_handler<void()> handler) override {
+        {
+            std::lock_guard lock(mutex_);
+            values_.erase(key);
+        }
+        complete(std::move(handler));
+    }
+
     void onWork(std::function<void(const std::string&)> listener) override {
         std::lock_guard lock(mutex_);
         listener_ = std::move(listener);
@@ -145,12 +186,42 @@ public:
     bool healthy() const override { return true; }
 
 private:
+    struct Value {
+        std::string value;
+        TimePoint expiry;
+    };
+
+    static bool expired(TimePoint expiry, TimePoint now) { return expiry <= now; }
+
+    // A queued, unclaimed delivery with the route's coalesce key takes the newer event instead.
+    bool coalesce(const AcceptRequest::Route& route, const std::string& target) {
+        if (route.coalesceKey.empty()) {
+            return false;
+        }
+        auto it = coalescing_.find({route.coalesceKey, target});
+        if (it == coalescing_.end()) {
+            return false;
+        }
+        deliveries_.at(it->second).event = route.event;
+        return true;
+    }
+
+    // SET NX PX: true when the key was free (or expired) and is now held until now + window.
+    bool claimKey(const std::string& key, TimePoint now, Duration window) {
+        auto [it, fresh] = dedup_.try_emplace(key, now + window);
+        if (!fresh && !expired(it->second, now)) {
+            return false;
+        }
+        it->second = now + window;
+        return true;
+    }
+
     void pruneDedup(TimePoint now) {
         // Amortised: sweep only when the map has doubled since the last sweep.
         if (dedup_.size() < 2 * dedupSizeAfterPrune_ + 1024) {
             return;
         }
-        std::erase_if(dedup_, [now](const auto& entry) { return entry.second <= now; });
+        std::erase_if(dedup_, [now](const auto& entry) { return expired(entry.second, now); });
         dedupSizeAfterPrune_ = dedup_.size();
     }
 
@@ -178,6 +249,8 @@ private:
     std::map<std::string, std::multimap<TimePoint, std::uint64_t>> queues_;  // target → due time → id
     std::unordered_map<std::string, TimePoint> dedup_;                       // key → expiry
     std::size_t dedupSizeAfterPrune_ = 0;
+    std::unordered_map<std::string, Value> values_;
+    std::map<std::pair<std::string, std::string>, std::uint64_t> coalescing_;  // (coalesce key, target) → queued id
     std::vector<DeadLetter> dead_;
     std::function<void(const std::string&)> listener_;
 };

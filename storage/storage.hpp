@@ -26,15 +26,25 @@ struct AcceptRequest {
         Duration dedupWindow{0};
         EventPtr event;        // as this route delivers it
         std::vector<std::string> targets;
+        // Debounce: the deliveries are due only after `delay`; while one with the same
+        // coalesceKey (per target) is still queued and unclaimed, it takes this event instead and
+        // keeps its due time, so a burst becomes one delivery of the latest event.
+        Duration delay{0};
+        std::string coalesceKey;
     };
     EventPtr event;
     std::vector<Route> routes;
+    // When set and already held (unexpired), nothing is stored and the result says duplicate:
+    // GitHub delivery ids, so a redelivery triggers nothing twice.
+    std::string idempotencyKey;
+    Duration idempotencyWindow{0};
 };
 
 struct AcceptResult {
     bool stored = false;                      // false: storage unavailable, answer 503
     std::string error;                        // why, when not stored
     std::vector<std::string> duplicateRoutes; // routes suppressed by an unexpired dedup key
+    bool duplicateEvent = false;              // idempotencyKey was already held: nothing stored
 };
 
 enum class SettleKind { delivered, retry, dead };
@@ -71,6 +81,14 @@ public:
     // Moves a dead letter back into its target's queue, due now; false when no such id.
     virtual void replay(std::uint64_t deliveryId, boost::asio::any_completion_handler<void(bool)> handler) = 0;
 
+    // Small shared state with expiry (last commit status posted, firing alerts, ...): keys are
+    // namespaced by their user, e.g. "github-status:<target>:<sha>:<context>". A ttl of 0 keeps the
+    // value until it is overwritten or erased.
+    virtual void getValue(std::string key, boost::asio::any_completion_handler<void(std::optional<std::string>)> handler) = 0;
+    virtual void putValue(std::string key, std::string value, Duration ttl,
+                          boost::asio::any_completion_handler<void(bool stored)> handler) = 0;
+    virtual void eraseValue(std::string key, boost::asio::any_completion_handler<void()> handler) = 0;
+
     // Called (from any thread) after new deliveries for a target became due.
     virtual void onWork(std::function<void(const std::string& target)> listener) = 0;
 
@@ -103,6 +121,42 @@ auto asyncSettle(Storage& storage, std::vector<Settlement> settlements, Token&& 
             storage.settle(std::move(settlements), std::move(handler));
         },
         token, std::move(settlements));
+}
+
+template <class Token>
+auto asyncGetValue(Storage& storage, std::string key, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::optional<std::string>)>(
+        [&storage](auto handler, std::string key) { storage.getValue(std::move(key), std::move(handler)); }, token,
+        std::move(key));
+}
+
+template <class Token>
+auto asyncPutValue(Storage& storage, std::string key, std::string value, Duration ttl, Token&& token) {
+    return boost::asio::async_initiate<Token, void(bool)>(
+        [&storage](auto handler, std::string key, std::string value, Duration ttl) {
+            storage.putValue(std::move(key), std::move(value), ttl, std::move(handler));
+        },
+        token, std::move(key), std::move(value), ttl);
+}
+
+template <class Token>
+auto asyncEraseValue(Storage& storage, std::string key, Token&& token) {
+    return boost::asio::async_initiate<Token, void()>(
+        [&storage](auto handler, std::string key) { storage.eraseValue(std::move(key), std::move(handler)); }, token,
+        std::move(key));
+}
+
+template <class Token>
+auto asyncDeadLetters(Storage& storage, std::size_t limit, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::vector<DeadLetter>)>(
+        [&storage](auto handler, std::size_t limit) { storage.deadLetters(limit, std::move(handler)); }, token,
+        limit);
+}
+
+template <class Token>
+auto asyncReplay(Storage& storage, std::uint64_t id, Token&& token) {
+    return boost::asio::async_initiate<Token, void(bool)>(
+        [&storage](auto handler, std::uint64_t id) { storage.replay(id, std::move(handler)); }, token, id);
 }
 
 }  // namespace fluxrelay

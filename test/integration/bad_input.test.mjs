@@ -92,6 +92,40 @@ describe('bad input', () => {
     assertJsonError(await postEvent(relay, '/flux/events', event), 413);
   });
 
+  // The sender must see the 413 even while it is still writing: answering and closing at once
+  // would reset the connection under it. Bodies far larger than socket buffers, a few times
+  // over, because a reset is a race the server only sometimes loses.
+  it('answers 413 to a sender still writing a large body', async () => {
+    const body = JSON.stringify(fluxEvent({ message: 'x'.repeat(2 * 1024 * 1024) }));
+    for (let attempt = 1; attempt <= 5; attempt += 1) {
+      const response = await postEvent(relay, '/flux/events', body).catch((error) => {
+        throw new Error(`attempt ${attempt}: connection failed instead of a 413: ${error.cause?.code || error.message}`);
+      });
+      assertJsonError(response, 413);
+    }
+  });
+
+  it('answers 413 to a chunked body over maxBodyBytes', async () => {
+    const body = Buffer.from(JSON.stringify(fluxEvent({ message: 'y'.repeat(64 * 1024) })));
+    for (let attempt = 1; attempt <= 5; attempt += 1) {
+      const stream = new ReadableStream({
+        start(controller) {
+          for (let offset = 0; offset < body.length; offset += 1024) controller.enqueue(body.subarray(offset, offset + 1024));
+          controller.close();
+        },
+      });
+      const response = await request(`${relay.url}/flux/events`, {
+        method: 'POST',
+        body: stream,
+        duplex: 'half',
+        headers: { 'Content-Type': 'application/json', 'X-Signature': signFlux(body, relay.hmacKey) },
+      }).catch((error) => {
+        throw new Error(`attempt ${attempt}: connection failed instead of a 413: ${error.cause?.code || error.message}`);
+      });
+      assertJsonError(response, 413);
+    }
+  });
+
   it('answers 405 to another method on the event path', async () => {
     assertJsonError(await request(`${relay.url}/flux/events`), 405);
     assertJsonError(await postEvent(relay, '/flux/events', fluxEvent(), { method: 'PUT' }), 405);

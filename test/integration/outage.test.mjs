@@ -8,6 +8,11 @@ import { baseConfig, cleanup, expectedFluxLabels, fluxEvent, postEvent, startAle
 // outage: give delivery a wide bound.
 const DELIVERY_TIMEOUT_MS = 90_000;
 
+// A warning or error log line naming the target: how a failed delivery attempt shows outside.
+function isDeliveryFailure(line) {
+  return ['warn', 'warning', 'error'].includes(line.level) && JSON.stringify(line).includes('alertmanager');
+}
+
 describe('alertmanager outage', () => {
   let am;
   let relay;
@@ -51,13 +56,7 @@ describe('alertmanager outage', () => {
 
     // Only once the relay has tried and failed (logged as a warning or error naming the target)
     // does Alertmanager come back, on the same port and with empty state: the retry path runs.
-    await waitFor(
-      () =>
-        relay
-          .logLines()
-          .some((line) => ['warn', 'warning', 'error'].includes(line.level) && JSON.stringify(line).includes('alertmanager')),
-      { what: 'a logged failed delivery to the alertmanager target' },
-    );
+    await waitFor(() => relay.logLines().some(isDeliveryFailure), { what: 'a logged failed delivery to the alertmanager target' });
     await am.start();
 
     const alerts = await waitFor(async () => {
@@ -78,5 +77,18 @@ describe('alertmanager outage', () => {
       timeoutMs: DELIVERY_TIMEOUT_MS,
       what: 'alert after the outage',
     });
+  });
+
+  it('exits 0 on SIGTERM while deliveries are still being retried', async () => {
+    await am.stop();
+    const run = uniqueSuffix();
+    const event = fluxEvent({ involvedObject: { name: `pending-${run}` }, message: `pending at shutdown ${run}` });
+    assert.equal((await postEvent(relay, '/flux/events', event)).status, 202);
+    const warnings = () => relay.logLines().filter(isDeliveryFailure).length;
+    const before = warnings();
+    await waitFor(() => warnings() > before, { what: 'a failed delivery attempt for the pending event' });
+    // stop() asserts exit code 0 within its bound; a retry loop must not hold the process.
+    await relay.stop();
+    relay = null;
   });
 });

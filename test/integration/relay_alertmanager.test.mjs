@@ -4,6 +4,50 @@ import assert from 'node:assert/strict';
 
 import { cleanup, expectedFluxLabels, fluxEvent, postEvent, startAlertmanager, startRelay, baseConfig, uniqueSuffix, waitFor } from './harness.mjs';
 
+describe("Flux's generic-hmac test vector", () => {
+  let am;
+  let relay;
+
+  before(async () => {
+    am = await startAlertmanager();
+    relay = await startRelay(baseConfig({ alertmanagerUrl: am.url }), { hmacKey: '7152fed34dd6149a7c75a276c510da27cb6f82b0' });
+  });
+
+  after(async () => {
+    try {
+      if (relay) await relay.stop();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('verifies the signature over the raw body bytes', async () => {
+    const body =
+      '{"involvedObject":{"kind":"GitRepository","namespace":"gitops-system","name":"webapp"},"severity":"info","timestamp":"2022-09-30T06:40:29Z","message":"message","reason":"reason","metadata":{"test":"metadata"},"reportingController":"source-controller","reportingInstance":"source-controller-xyz"}';
+    const response = await postEvent(relay, '/flux/events', body, {
+      key: null,
+      headers: { 'X-Signature': 'sha256=65b018549b1254e7226d1c08f9567ee45bc9de0fc4e7b1a40253f9a018b08be7' },
+    });
+    assert.equal(response.status, 202, response.text);
+
+    const [alert] = await waitFor(async () => {
+      const alerts = await am.alerts({ name: 'webapp' });
+      return alerts.length > 0 && alerts;
+    }, { what: 'alert for GitRepository webapp' });
+    assert.deepEqual(alert.labels, {
+      alertname: 'FluxGitRepositoryReason',
+      severity: 'info',
+      reason: 'reason',
+      kind: 'GitRepository',
+      name: 'webapp',
+      namespace: 'gitops-system',
+      reportingcontroller: 'source-controller',
+      test: 'metadata',
+    });
+    assert.deepEqual(alert.annotations, { message: 'message' });
+  });
+});
+
 describe('flux source → alertmanager target', () => {
   let am;
   let relay;
@@ -119,6 +163,27 @@ describe('flux source → alertmanager target', () => {
     });
   });
 
+  it('keeps a null timestamp, non-ASCII text and a charset parameter intact', async () => {
+    const name = `unicode-${uniqueSuffix()}`;
+    const event = fluxEvent({
+      involvedObject: { kind: 'HelmRelease', namespace: 'media', name },
+      timestamp: null,
+      reason: 'UpgradeFailed',
+      reportingController: 'helm-controller',
+      message: `Helm upgrade failed for "${name}": ✗ échec — 100% \\ done\n(second line)`,
+      metadata: { revision: '1.2.3' },
+    });
+    const response = await postEvent(relay, '/flux/events', event, { contentType: 'application/json; charset=utf-8' });
+    assert.equal(response.status, 202, response.text);
+    const [alert] = await waitFor(async () => {
+      const alerts = await am.alerts({ name });
+      return alerts.length > 0 && alerts;
+    }, { what: `alert for ${name}` });
+    assert.deepEqual(alert.labels, expectedFluxLabels(event));
+    assert.deepEqual(alert.annotations, { message: event.message });
+    assert.ok(!Number.isNaN(Date.parse(alert.startsAt)), 'a startsAt even without an event timestamp');
+  });
+
   it('logs JSON lines on stderr', () => {
     const lines = relay.logLines();
     assert.ok(lines.length > 0, 'some log lines');
@@ -131,6 +196,8 @@ describe('flux source → alertmanager target', () => {
 
   it('delivers every event of a burst of distinct events', async () => {
     const batch = uniqueSuffix();
+    // More events than one Alertmanager request carries, all posted at once.
+    const count = 100;
     const kinds = [
       ['Kustomization', 'kustomize-controller', 'HealthCheckFailed'],
       ['HelmRelease', 'helm-controller', 'InstallFailed'],
@@ -141,15 +208,16 @@ describe('flux source → alertmanager target', () => {
       ['HelmRelease', 'helm-controller', 'UpgradeFailed'],
       ['Kustomization', 'kustomize-controller', 'DependencyNotReady'],
     ];
-    const events = kinds.map(([kind, controller, reason], index) =>
-      fluxEvent({
+    const events = Array.from({ length: count }, (_, index) => {
+      const [kind, controller, reason] = kinds[index % kinds.length];
+      return fluxEvent({
         involvedObject: { kind, namespace: `ns-${index}`, name: `burst-${batch}-${index}` },
         reason,
         reportingController: controller,
         message: `${reason} for object ${index} of burst ${batch}`,
         metadata: { batch },
-      }),
-    );
+      });
+    });
 
     const responses = await Promise.all(events.map((event) => postEvent(relay, '/flux/events', event)));
     for (const response of responses) assert.equal(response.status, 202, response.text);

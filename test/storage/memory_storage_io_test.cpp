@@ -28,7 +28,9 @@ AcceptRequest request(std::string id, std::string dedupKey = {}, std::vector<std
                                      .dedupKey = std::move(dedupKey),
                                      .dedupWindow = std::chrono::minutes(5),
                                      .event = event,
-                                     .targets = std::move(targets)}}};
+                                     .targets = std::move(targets)}},
+                         .idempotencyKey = {},
+                         .idempotencyWindow = {}};
 }
 
 AcceptResult accept(Storage& storage, AcceptRequest req) {
@@ -123,6 +125,64 @@ TEST_CASE("past its bound the spool refuses, so ingest can answer 503") {
     const auto refused = accept(*storage, request("e2"));
     CHECK_FALSE(refused.stored);
     CHECK(refused.error.find("queue full") != std::string::npos);
+}
+
+}  // namespace fluxrelay
+
+namespace fluxrelay {
+
+TEST_CASE("an idempotency key makes a second accept a duplicate that stores nothing") {
+    auto storage = makeMemoryStorage(100);
+    auto first = request("e1");
+    first.idempotencyKey = "github-delivery:abc";
+    first.idempotencyWindow = std::chrono::hours(24);
+    auto second = first;
+    CHECK_FALSE(accept(*storage, std::move(first)).duplicateEvent);
+    const auto again = accept(*storage, std::move(second));
+    CHECK(again.stored);
+    CHECK(again.duplicateEvent);
+    CHECK(claim(*storage, "am", 10).deliveries.size() == 1);
+}
+
+TEST_CASE("values are kept, overwritten and erased") {
+    auto storage = makeMemoryStorage(100);
+    auto get = [&](std::string key) {
+        return asyncGetValue(*storage, std::move(key), boost::asio::use_future).get();
+    };
+    CHECK_FALSE(get("k").has_value());
+    CHECK(asyncPutValue(*storage, "k", "v1", Duration{0}, boost::asio::use_future).get());
+    CHECK(get("k") == std::optional<std::string>("v1"));
+    asyncPutValue(*storage, "k", "v2", std::chrono::hours(1), boost::asio::use_future).get();
+    CHECK(get("k") == std::optional<std::string>("v2"));
+    asyncEraseValue(*storage, "k", boost::asio::use_future).get();
+    CHECK_FALSE(get("k").has_value());
+}
+
+}  // namespace fluxrelay
+
+namespace fluxrelay {
+
+TEST_CASE("a debounced burst becomes one delivery of the latest event, due after the delay") {
+    auto storage = makeMemoryStorage(100);
+    const auto start = Clock::now();
+    for (const auto* id : {"push-1", "push-2", "push-3"}) {
+        auto req = request(id);
+        req.routes[0].delay = std::chrono::seconds(10);
+        req.routes[0].coalesceKey = "reconcile-on-push";
+        CHECK(accept(*storage, std::move(req)).stored);
+    }
+    CHECK(claim(*storage, "am", 10, start).deliveries.empty());
+    const auto due = claim(*storage, "am", 10, start + std::chrono::seconds(11));
+    REQUIRE(due.deliveries.size() == 1);
+    CHECK(due.deliveries[0].event->id == "push-3");
+
+    // Once claimed, the next push starts a new burst rather than joining a delivery in flight.
+    auto next = request("push-4");
+    next.routes[0].coalesceKey = "reconcile-on-push";
+    accept(*storage, std::move(next));
+    const auto after = claim(*storage, "am", 10, start + std::chrono::seconds(11));
+    REQUIRE(after.deliveries.size() == 1);
+    CHECK(after.deliveries[0].event->id == "push-4");
 }
 
 }  // namespace fluxrelay
