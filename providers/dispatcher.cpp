@@ -13,6 +13,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/duration.hpp"
+#include "providers/breaker.hpp"
 #include "providers/http_client.hpp"
 #include "providers/provider.hpp"
 #include "providers/retry.hpp"
@@ -43,6 +45,8 @@ public:
     }
 
     void start() {
+        spdlog::info("target {}: {} workers, batches of up to {}", target_.name, target_.concurrency,
+                     provider_->maxBatch());
         for (int i = 0; i < target_.concurrency; ++i) {
             ++workers_;
             asio::co_spawn(strand_, work(), asio::detached);
@@ -71,6 +75,10 @@ private:
     asio::awaitable<void> work() {
         HttpConnection connection(strand_, tls_, !target_.insecureSkipVerify);
         while (!stopping_) {
+            if (const auto blocked = blockedUntil(Clock::now())) {
+                co_await sleepUntil(*blocked);
+                continue;
+            }
             const auto seenSeq = workSeq_;
             Claim claim = co_await asyncClaim(storage_, target_.name, provider_->maxBatch(), Clock::now(),
                                               asio::use_awaitable);
@@ -81,8 +89,15 @@ private:
                 continue;
             }
             const auto started = Clock::now();
+            if (!breaker_.allow(started)) {
+                // Another worker's probe is out: put the batch back untouched and wait.
+                co_await asyncSettle(storage_, untouched(claim.deliveries), asio::use_awaitable);
+                co_await sleepUntil(breaker_.openUntil());
+                continue;
+            }
             const Outcome outcome = co_await attempt(connection, claim.deliveries);
             const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+            record(outcome);
             co_await asyncSettle(storage_, settlements(claim.deliveries, outcome),
                                  asio::use_awaitable);
             log(claim.deliveries, outcome, elapsed);
@@ -93,6 +108,23 @@ private:
     }
 
     asio::awaitable<Outcome> attempt(HttpConnection& connection, const std::vector<Delivery>& batch) {
+        const auto known = provider_->knownState(batch);
+        if (known) {
+            const auto current = co_await asyncGetValue(storage_, known->key, asio::use_awaitable);
+            if (current == known->value) {
+                co_return Outcome::delivered("unchanged since the last delivery; not sent again");
+            }
+        }
+        if (auto credentials = provider_->credentialsRequest(Clock::now())) {
+            const HttpResult answer = co_await connection.send(*credentials, target_.timeout);
+            if (!answer.response) {
+                co_return Outcome::retry("credentials: " + answer.error);
+            }
+            if (Outcome outcome = provider_->acceptCredentials(*answer.response, Clock::now());
+                outcome.kind != OutcomeKind::delivered) {
+                co_return outcome;
+            }
+        }
         BuildResult built = provider_->buildRequest(batch);
         if (auto* outcome = std::get_if<Outcome>(&built)) {
             co_return *outcome;
@@ -101,7 +133,45 @@ private:
         if (!result.response) {
             co_return Outcome::retry(result.error);
         }
-        co_return provider_->classify(*result.response);
+        Outcome outcome = provider_->classify(*result.response);
+        if (known && outcome.kind == OutcomeKind::delivered) {
+            co_await asyncPutValue(storage_, known->key, known->value, kKnownStateTtl, asio::use_awaitable);
+        }
+        co_return outcome;
+    }
+
+    // Breaker and rate-limit bookkeeping. A permanent failure is the request's fault, not the
+    // target's, so it neither opens nor closes the breaker.
+    void record(const Outcome& outcome) {
+        const auto now = Clock::now();
+        if (outcome.kind == OutcomeKind::delivered) {
+            breaker_.onSuccess();
+        } else if (outcome.kind == OutcomeKind::retry) {
+            breaker_.onFailure(now);
+        }
+        if (outcome.pauseTarget && outcome.retryAfter) {
+            pausedUntil_ = std::max(pausedUntil_, now + *outcome.retryAfter);
+            spdlog::warn("target {}: rate limited, pausing for {}", target_.name, formatDuration(*outcome.retryAfter));
+        }
+    }
+
+    // When the target may next be tried, if not now: rate-limit pause or open breaker.
+    std::optional<TimePoint> blockedUntil(TimePoint now) const {
+        TimePoint until = pausedUntil_;
+        if (breaker_.state() == CircuitBreaker::State::open) {
+            until = std::max(until, breaker_.openUntil());
+        }
+        return until > now ? std::optional(until) : std::nullopt;
+    }
+
+    // Settlements that hand claimed deliveries back unchanged (no attempt was made).
+    static std::vector<Settlement> untouched(const std::vector<Delivery>& batch) {
+        std::vector<Settlement> out;
+        for (const auto& delivery : batch) {
+            out.push_back({.deliveryId = delivery.id, .kind = SettleKind::release, .nextAttemptAt = delivery.nextAttemptAt,
+                           .error = delivery.lastError});
+        }
+        return out;
     }
 
     std::vector<Settlement> settlements(const std::vector<Delivery>& batch, const Outcome& outcome) {
@@ -152,6 +222,9 @@ private:
         co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
     }
 
+    // Remembered states outlive any retry schedule but not forever.
+    static constexpr Duration kKnownStateTtl = std::chrono::hours(24 * 30);
+
     asio::strand<asio::io_context::executor_type> strand_;
     Storage& storage_;
     TargetConfig target_;
@@ -160,6 +233,8 @@ private:
     asio::steady_timer wake_;
     asio::steady_timer idle_;
     std::mt19937_64 rng_;
+    CircuitBreaker breaker_{5, std::chrono::seconds(1), std::chrono::minutes(1)};
+    TimePoint pausedUntil_{};
     std::uint64_t workSeq_ = 0;
     int workers_ = 0;
     bool stopping_ = false;

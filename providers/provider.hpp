@@ -38,6 +38,8 @@ struct Outcome {
     OutcomeKind kind = OutcomeKind::delivered;
     std::string detail;  // "HTTP 503: ...", "connect: connection refused", ...
     std::optional<std::chrono::milliseconds> retryAfter;
+    // The whole target must wait retryAfter, not just this delivery (a rate limit).
+    bool pauseTarget = false;
 
     static Outcome delivered(std::string detail = {}) { return {OutcomeKind::delivered, std::move(detail), {}}; }
     static Outcome retry(std::string detail, std::optional<std::chrono::milliseconds> after = {}) {
@@ -58,9 +60,27 @@ public:
 
     virtual BuildResult buildRequest(std::span<const Delivery> batch) const = 0;
 
+    // A request the provider needs answered before its next one, such as a GitHub App
+    // installation-token exchange; nullopt when its credentials are fresh.
+    virtual std::optional<HttpRequest> credentialsRequest(TimePoint /*now*/) { return std::nullopt; }
+    // Takes the answer to credentialsRequest(); anything but `delivered` fails the attempt with it.
+    virtual Outcome acceptCredentials(const HttpResponse& /*response*/, TimePoint /*now*/) {
+        return Outcome::delivered();
+    }
+
+    // "The target already has this": when storage holds `value` under `key`, the batch is settled
+    // as delivered without a request, and after a delivery the value is remembered. Spares the
+    // GitHub API identical commit statuses.
+    struct KnownState {
+        std::string key;
+        std::string value;
+    };
+    virtual std::optional<KnownState> knownState(std::span<const Delivery> /*batch*/) const { return std::nullopt; }
+
     // Default: SPEC §5.4 — 2xx delivered; 5xx, 408, 429 retry (honouring Retry-After);
     // other statuses permanent.
-    virtual Outcome classify(const HttpResponse& response) const;
+    // Not const: a provider may drop cached credentials on a 401.
+    virtual Outcome classify(const HttpResponse& response);
 };
 
 // The one registration table: target type → provider.

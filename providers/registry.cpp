@@ -170,7 +170,7 @@ std::unique_ptr<Provider> makeProvider(const TargetConfig& target) {
     return nullptr;
 }
 
-Outcome Provider::classify(const HttpResponse& response) const { return classifyHttpStatus(response); }
+Outcome Provider::classify(const HttpResponse& response) { return classifyHttpStatus(response); }
 
 Outcome classifyHttpStatus(const HttpResponse& response) { return classifyHttpStatus(response, Clock::now()); }
 

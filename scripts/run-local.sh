@@ -8,16 +8,24 @@ binary=${1:-$root/build/fluxrelay}
 state=${FLUXRELAY_RUN_DIR:-$root/build/run}
 am_listen=127.0.0.1:9093
 
+if [[ ! -x "$binary" ]]; then
+  echo "run-local: $binary not built; run 'make build'" >&2
+  exit 1
+fi
+
+cd "$root"
+# Debian's package may already run Alertmanager as a service on this port: use that one.
+if curl -fsS "http://$am_listen/-/ready" >/dev/null 2>&1; then
+  echo "run-local: using the Alertmanager already running on http://$am_listen" >&2
+  exec "$binary" serve --config "$root/config/example.yaml"
+fi
+
 alertmanager=$(command -v prometheus-alertmanager || true)
 if [[ -z "$alertmanager" && -x /usr/bin/prometheus-alertmanager ]]; then
   alertmanager=/usr/bin/prometheus-alertmanager
 fi
 if [[ -z "$alertmanager" ]]; then
   echo "run-local: prometheus-alertmanager not found; run 'make deps'" >&2
-  exit 1
-fi
-if [[ ! -x "$binary" ]]; then
-  echo "run-local: $binary not built; run 'make build'" >&2
   exit 1
 fi
 
@@ -63,5 +71,4 @@ relay_pid=$$
   kill "$am_pid" 2>/dev/null || true
 ) </dev/null >/dev/null 2>&1 &
 
-cd "$root"
 exec "$binary" serve --config "$root/config/example.yaml"

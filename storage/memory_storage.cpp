@@ -93,6 +93,10 @@ public:
                     continue;
                 }
                 Delivery& delivery = it->second;
+                if (settlement.kind == SettleKind::release) {
+                    queues_[delivery.target].emplace(delivery.nextAttemptAt, delivery.id);
+                    continue;
+                }
                 ++delivery.attempts;
                 delivery.lastError = settlement.error;
                 switch (settlement.kind) {
@@ -103,6 +107,8 @@ public:
                     case SettleKind::retry:
                         delivery.nextAttemptAt = settlement.nextAttemptAt;
                         queues_[delivery.target].emplace(delivery.nextAttemptAt, delivery.id);
+                        break;
+                    case SettleKind::release:
                         break;
                     case SettleKind::dead:
                         // Dead letters stay counted against the bound: they are held until replayed.

@@ -47,7 +47,9 @@ struct AcceptResult {
     bool duplicateEvent = false;              // idempotencyKey was already held: nothing stored
 };
 
-enum class SettleKind { delivered, retry, dead };
+// delivered: done. retry: attempted and failed, try again at nextAttemptAt. dead: give up.
+// release: not attempted after all (the target was unavailable); back to the queue as it was.
+enum class SettleKind { delivered, retry, dead, release };
 
 // The fate of one attempt at one delivery.
 struct Settlement {

@@ -85,7 +85,7 @@ TEST_CASE("Provider::classify defaults to the shared classification") {
     struct Minimal final : Provider {
         BuildResult buildRequest(std::span<const Delivery>) const override { return Outcome::permanent("unused"); }
     };
-    const Minimal provider;
+    Minimal provider;
     CHECK(provider.maxBatch() == 1);
     CHECK(provider.classify(response(204)).kind == OutcomeKind::delivered);
     CHECK(provider.classify(response(502)).kind == OutcomeKind::retry);
