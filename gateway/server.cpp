@@ -2,6 +2,8 @@
 // request with body and header limits, a deadline on every read and write, errors as values.
 #include "gateway/server.hpp"
 
+#include <array>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -25,6 +27,7 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxLingerBytes = 64 * 1024 * 1024;
 
 struct HttpServer::Connection {
     explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
@@ -126,6 +129,24 @@ asio::awaitable<void> HttpServer::acceptLoop() {
     }
 }
 
+// Closing a socket with unread input makes the kernel send a reset, and the client then loses
+// the answer it has not read yet (a 413 while it is still sending its body). So: stop sending,
+// drain what arrives for a short while, then close.
+asio::awaitable<void> HttpServer::lingeringClose(beast::tcp_stream& stream) {
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    std::array<char, 16 * 1024> sink;
+    std::size_t drained = 0;
+    stream.expires_after(std::chrono::seconds(1));
+    while (drained < kMaxLingerBytes) {
+        auto [error, n] = co_await stream.async_read_some(asio::buffer(sink), kNoThrow);
+        if (error) {
+            break;
+        }
+        drained += n;
+    }
+}
+
 asio::awaitable<HttpServerResponse> HttpServer::handleGuarded(HttpServerRequest& request) {
     // Handlers answer bad input with a 4xx value; an exception here is a bug, and one request's
     // bug must not take the connection's other requests or the process down with it.
@@ -160,6 +181,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> connection) 
                 answer->prepare_payload();
                 stream.expires_after(limits_.writeTimeout);
                 co_await http::async_write(stream, *answer, kNoThrow);
+                co_await lingeringClose(stream);
             }
             break;
         }

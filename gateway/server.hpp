@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -58,6 +59,7 @@ private:
     boost::asio::awaitable<void> acceptLoop();
     boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
     boost::asio::awaitable<HttpServerResponse> handleGuarded(HttpServerRequest& request);
+    static boost::asio::awaitable<void> lingeringClose(boost::beast::tcp_stream& stream);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
