@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "app/deadletters.hpp"
 #include "app/relay.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
@@ -20,11 +21,14 @@ constexpr const char* kUsage = R"(fluxrelay — a durable notification relay for
 Usage:
   fluxrelay serve        --config FILE [--log-level LEVEL]   run the relay (the default command)
   fluxrelay check-config FILE                               validate a config; errors as FILE:LINE:COL: message
+  fluxrelay deadletters  list|replay [ID...|--all] --config FILE
+                                                            list or replay dead letters of the running relay
   fluxrelay version                                         print the version
 
 Options:
   --config FILE       the YAML configuration
   --log-level LEVEL   trace, debug, info (default), warn, error
+  --all               deadletters replay: every dead letter
   --help              this text
 )";
 
@@ -33,6 +37,7 @@ struct Arguments {
     std::vector<std::string> positional;
     std::map<std::string, std::string> options;
     bool help = false;
+    bool all = false;
     std::string error;
 };
 
@@ -43,6 +48,8 @@ Arguments parse(int argc, char** argv) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
             args.help = true;
+        } else if (arg == "--all") {
+            args.all = true;
         } else if (arg.starts_with("--")) {
             const auto eq = arg.find('=');
             const std::string name = arg.substr(0, eq);
@@ -59,7 +66,7 @@ Arguments parse(int argc, char** argv) {
                 return args;
             }
         } else if (args.command.empty() && args.positional.empty() && !arg.empty() && arg.front() != '-' &&
-                   (arg == "serve" || arg == "check-config" || arg == "version")) {
+                   (arg == "serve" || arg == "check-config" || arg == "version" || arg == "deadletters")) {
             args.command = arg;
         } else {
             args.positional.push_back(arg);
@@ -110,6 +117,13 @@ int runCommandLine(int argc, char** argv) {
     }
     if (args.command == "check-config") {
         return checkConfig(args);
+    }
+    if (args.command == "deadletters") {
+        if (!args.options.contains("--config")) {
+            std::fputs("fluxrelay: deadletters needs --config FILE\n", stderr);
+            return 2;
+        }
+        return runDeadLetters(args.options.at("--config"), args.positional, args.all);
     }
     const std::string level = args.options.contains("--log-level") ? args.options.at("--log-level") : "info";
     if (!setupLogging(level)) {

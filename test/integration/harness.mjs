@@ -442,9 +442,6 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
   const configFile = path.join(dir, 'fluxrelay.yaml');
   await fsp.writeFile(configFile, text);
 
-  const { child, log, stderr, exited } = spawnLogged('fluxrelay', relayBinary, ['serve', '--config', configFile, '--log-level', logLevel], {
-    cwd: dir,
-  });
   const relay = {
     url: `http://127.0.0.1:${ingestPort}`,
     adminUrl: `http://127.0.0.1:${adminPort}`,
@@ -452,6 +449,19 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
     configFile,
     configText: text,
     hmacKey,
+  };
+  await launchRelay(relay, { logLevel, timeoutMs });
+  return relay;
+}
+
+// Starts (or starts again, on the same folder and storage) the relay process behind `relay`,
+// waits for /readyz, and (re)binds process, log(), logLines(), stop(), kill() and restart().
+async function launchRelay(relay, { logLevel, timeoutMs }) {
+  const { configFile, dir, configText: text } = relay;
+  const { child, log, stderr, exited } = spawnLogged('fluxrelay', relayBinary, ['serve', '--config', configFile, '--log-level', logLevel], {
+    cwd: dir,
+  });
+  Object.assign(relay, {
     process: child,
     exited,
     log: () => log.text(),
@@ -468,7 +478,7 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
             return { unparsed: line };
           }
         }),
-  };
+  });
 
   let exitedEarly = null;
   exited.then((result) => {
@@ -499,7 +509,8 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
     return result;
   };
   relay.kill = () => stopChild(child, 'SIGKILL', 10_000);
-  return relay;
+  // A new process on the same config, folder and storage (after stop() or kill()).
+  relay.restart = () => launchRelay(relay, { logLevel, timeoutMs });
 }
 
 // Runs the binary to completion (check-config, version, ...). Returns {code, signal, stdout, stderr}.
