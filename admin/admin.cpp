@@ -1,4 +1,4 @@
-// Admin API: /healthz, /readyz, dead letters (list, replay).
+// Admin API: status page, health, /metrics, recent events, failing objects, targets, dead letters (list, replay).
 #include "admin/admin.hpp"
 
 #include <charconv>
@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "admin/status_page.hpp"
 #include "core/crypto.hpp"
 #include "gateway/ingest.hpp"
 
@@ -16,6 +17,24 @@ namespace http = boost::beast::http;
 namespace {
 
 constexpr std::string_view kDeadLettersPath = "/api/v1/deadletters";
+
+std::string dump(const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+// `?limit=N` clamped to [1, max]; `fallback` when absent or not a number.
+std::size_t queryLimit(const HttpServerRequest& request, std::size_t fallback, std::size_t max) {
+    const std::string_view target = request.target();
+    const auto at = target.find("limit=");
+    if (at == std::string_view::npos) {
+        return fallback;
+    }
+    std::size_t limit = 0;
+    const auto text = target.substr(at + 6);
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), limit);
+    if (error != std::errc{} || limit == 0) {
+        return fallback;
+    }
+    return std::min(limit, max);
+}
 
 nlohmann::json toJson(const DeadLetter& letter) {
     return {
@@ -32,12 +51,40 @@ nlohmann::json toJson(const DeadLetter& letter) {
 
 }  // namespace
 
-Admin::Admin(std::function<ConfigPtr()> config, Storage& storage) : config_(std::move(config)), storage_(storage) {}
+Admin::Admin(std::function<ConfigPtr()> config, Storage& storage, Telemetry& telemetry,
+             std::function<std::vector<TargetHealth>()> targetHealth)
+    : config_(std::move(config)), storage_(storage), telemetry_(telemetry), targetHealth_(std::move(targetHealth)) {}
 
 boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& request) {
     const std::string_view path = requestPath(request);
     if (auto health = healthResponse(path, storage_.healthy())) {
         co_return *health;
+    }
+    const bool get = request.method() == http::verb::get || request.method() == http::verb::head;
+    if (path == "/" && get) {
+        auto response = HttpServerResponse{http::status::ok, request.version()};
+        response.set(http::field::content_type, "text/html; charset=utf-8");
+        response.set("Content-Security-Policy", statusPageContentSecurityPolicy());
+        response.set(http::field::cache_control, "no-cache");
+        response.set("X-Content-Type-Options", "nosniff");
+        response.set("Referrer-Policy", "no-referrer");
+        response.body() = std::string(statusPageHtml());
+        co_return response;
+    }
+    if (path == "/metrics" && get) {
+        auto response = HttpServerResponse{http::status::ok, request.version()};
+        response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        response.body() = telemetry_.metrics().render();
+        co_return response;
+    }
+    if (path == "/api/v1/events" && get) {
+        co_return jsonResponse(200, dump(telemetry_.journal().recentEvents(queryLimit(request, 100, 500))));
+    }
+    if (path == "/api/v1/objects" && get) {
+        co_return jsonResponse(200, dump(telemetry_.journal().failingObjects()));
+    }
+    if (path == "/api/v1/targets" && get) {
+        co_return targets();
     }
     if (path == kDeadLettersPath) {
         if (request.method() != http::verb::get) {
@@ -58,6 +105,22 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
     co_return errorResponse(404, "no admin endpoint at " + std::string(path));
 }
 
+HttpServerResponse Admin::targets() const {
+    nlohmann::json body = nlohmann::json::array();
+    auto when = [](TimePoint at) { return at == TimePoint{} ? nlohmann::json(nullptr) : nlohmann::json(formatRfc3339Nano(at)); };
+    for (const auto& health : targetHealth_()) {
+        body.push_back({{"name", health.target},
+                        {"type", health.type},
+                        {"breaker", health.breaker},
+                        {"paused", health.paused},
+                        {"inFlight", health.inFlight},
+                        {"lastError", health.lastError},
+                        {"lastErrorAt", when(health.lastErrorAt)},
+                        {"lastSuccessAt", when(health.lastSuccessAt)}});
+    }
+    return jsonResponse(200, dump(body));
+}
+
 bool Admin::authorized(const Config& config, const HttpServerRequest& request) const {
     if (config.admin.token.empty()) {
         return true;
@@ -72,7 +135,7 @@ boost::asio::awaitable<HttpServerResponse> Admin::deadLetters(const HttpServerRe
     for (const auto& letter : letters) {
         body.push_back(toJson(letter));
     }
-    co_return jsonResponse(200, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    co_return jsonResponse(200, dump(body));
 }
 
 boost::asio::awaitable<HttpServerResponse> Admin::replay(const HttpServerRequest&, std::string_view idText) {

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "app/deadletters.hpp"
+#include "app/explain.hpp"
+#include "app/import_flux.hpp"
 #include "app/relay.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
@@ -21,6 +23,12 @@ constexpr const char* kUsage = R"(fluxrelay — a durable notification relay for
 Usage:
   fluxrelay serve        --config FILE [--log-level LEVEL]   run the relay (the default command)
   fluxrelay check-config FILE                               validate a config; errors as FILE:LINE:COL: message
+  fluxrelay explain      --config FILE --source NAME [--event-type T] [--output json] EVENT.json
+                                                            show, route by route, whether the event matches and
+                                                            why not, and the exact HTTP request each target would
+                                                            receive (secrets redacted); sends nothing
+  fluxrelay import-flux  MANIFEST.yaml...                   Flux Provider/Alert/Receiver manifests → fluxrelay
+                                                            YAML on stdout; what cannot be mapped on stderr
   fluxrelay deadletters  list|replay [ID...|--all] --config FILE
                                                             list or replay dead letters of the running relay
   fluxrelay version                                         print the version
@@ -29,6 +37,9 @@ Options:
   --config FILE       the YAML configuration
   --log-level LEVEL   trace, debug, info (default), warn, error
   --all               deadletters replay: every dead letter
+  --source NAME       explain: the source the event comes in on
+  --event-type T      explain: X-GitHub-Event of a github source's event (default push)
+  --output json       explain: the report as JSON
   --help              this text
 )";
 
@@ -43,7 +54,7 @@ struct Arguments {
 
 Arguments parse(int argc, char** argv) {
     Arguments args;
-    static const std::vector<std::string> kValued = {"--config", "--log-level"};
+    static const std::vector<std::string> kValued = {"--config", "--log-level", "--source", "--event-type", "--output"};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -66,7 +77,8 @@ Arguments parse(int argc, char** argv) {
                 return args;
             }
         } else if (args.command.empty() && args.positional.empty() && !arg.empty() && arg.front() != '-' &&
-                   (arg == "serve" || arg == "check-config" || arg == "version" || arg == "deadletters")) {
+                   (arg == "serve" || arg == "check-config" || arg == "version" || arg == "deadletters" ||
+                    arg == "explain" || arg == "import-flux")) {
             args.command = arg;
         } else {
             args.positional.push_back(arg);
@@ -99,6 +111,32 @@ int checkConfig(const Arguments& args) {
     return 0;
 }
 
+int explainCommand(const Arguments& args) {
+    const auto option = [&](const char* name) {
+        return args.options.contains(name) ? std::optional(args.options.at(name)) : std::nullopt;
+    };
+    const std::optional<std::string> output = option("--output");
+    std::string problem;
+    if (!option("--config")) {
+        problem = "explain needs --config FILE";
+    } else if (!option("--source")) {
+        problem = "explain needs --source NAME";
+    } else if (args.positional.size() != 1) {
+        problem = "explain needs exactly one EVENT.json";
+    } else if (output && *output != "json" && *output != "text") {
+        problem = "--output takes json or text";
+    }
+    if (!problem.empty()) {
+        std::fprintf(stderr, "fluxrelay: %s\n\n%s", problem.c_str(), kUsage);
+        return 2;
+    }
+    return runExplain({.configFile = *option("--config"),
+                       .source = *option("--source"),
+                       .eventType = option("--event-type"),
+                       .eventFile = args.positional.front(),
+                       .json = output == "json"});
+}
+
 }  // namespace
 
 int runCommandLine(int argc, char** argv) {
@@ -117,6 +155,12 @@ int runCommandLine(int argc, char** argv) {
     }
     if (args.command == "check-config") {
         return checkConfig(args);
+    }
+    if (args.command == "explain") {
+        return explainCommand(args);
+    }
+    if (args.command == "import-flux") {
+        return runImportFlux(args.positional);
     }
     if (args.command == "deadletters") {
         if (!args.options.contains("--config")) {

@@ -1,4 +1,5 @@
-// Relay wiring: everything is built from one config at start; SIGTERM drains and exits.
+// Relay wiring: everything is built from one config at start; SIGHUP or a change of the file
+// reloads it off the io threads and swaps it in; SIGTERM drains and exits.
 #include "app/relay.hpp"
 
 #include <atomic>
@@ -8,13 +9,18 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include "admin/admin.hpp"
+#include "admin/telemetry.hpp"
+#include "app/config_watch.hpp"
 #include "config/loader.hpp"
 #include "gateway/ingest.hpp"
 #include "gateway/server.hpp"
@@ -27,28 +33,160 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The config in force; a reload will build a new one and swap it here.
-class ConfigHolder {
+void logDiagnostics(const ConfigError& error, std::string_view what) {
+    for (const auto& diagnostic : error.diagnostics()) {
+        spdlog::error("{}: {}", what, diagnostic.toString());
+    }
+}
+
+// Settings bound at start (sockets, storage, threads): a reload cannot change them.
+void warnAboutRestartOnlyChanges(const Config& running, const Config& loaded) {
+    if (!(running.server.listen == loaded.server.listen) || !(running.admin.listen == loaded.admin.listen) ||
+        running.server.ioThreads != loaded.server.ioThreads || running.server.maxBodyBytes != loaded.server.maxBodyBytes ||
+        running.server.tls.has_value() != loaded.server.tls.has_value() || running.storage.path != loaded.storage.path) {
+        spdlog::warn("config reload: changes to server, admin.listen or storage take effect at the next restart");
+    }
+}
+
+class Relay {
 public:
-    explicit ConfigHolder(ConfigPtr config) : config_(std::move(config)) {}
-    ConfigPtr get() const { return config_.load(); }
+    Relay(std::string configPath, ConfigPtr initial)
+        : configPath_(std::move(configPath)),
+          config_(initial),
+          io_(initial->server.ioThreads),
+          control_(asio::make_strand(io_)),
+          storage_(makeMemoryStorage(initial->storage.maxQueuedDeliveries)),
+          ingest_([this] { return config(); }, *storage_),
+          admin_([this] { return config(); }, *storage_, telemetry_, [this] { return dispatcher_->health(); }),
+          signals_(io_, SIGTERM, SIGINT),
+          reloadSignal_(io_, SIGHUP) {
+        // Start-up errors throw from here, before anything listens.
+        dispatcher_ = std::make_unique<Dispatcher>(io_, *storage_, *initial, telemetry_);
+        ingestServer_ = std::make_unique<HttpServer>(
+            io_, initial->server.listen, ServerLimits{.maxBodyBytes = initial->server.maxBodyBytes},
+            [this](HttpServerRequest& request) { return ingest_.handle(request); }, "ingest");
+        adminServer_ = std::make_unique<HttpServer>(
+            io_, initial->admin.listen, ServerLimits{.maxBodyBytes = 64 * 1024},
+            [this](HttpServerRequest& request) { return admin_.handle(request); }, "admin");
+    }
+
+    int run() {
+        dispatcher_->start();
+        ingestServer_->start();
+        adminServer_->start();
+        watch_ = std::make_unique<ConfigWatch>(control_, configPath_, [this] { requestReload("config file changed"); });
+        awaitReloadSignal();
+        signals_.async_wait([this](const boost::system::error_code& error, int signal) {
+            if (!error) {
+                spdlog::info("signal {} received, shutting down", signal);
+                asio::co_spawn(control_, shutDown(), [this](std::exception_ptr) { io_.stop(); });
+            }
+        });
+
+        std::vector<std::jthread> threads;
+        for (int i = 1; i < config()->server.ioThreads; ++i) {
+            threads.emplace_back([this] { io_.run(); });
+        }
+        io_.run();
+        for (auto& thread : threads) {
+            thread.join();
+        }
+        blocking_.join();
+        spdlog::info("stopped");
+        return 0;
+    }
 
 private:
-    std::atomic<ConfigPtr> config_;
-};
+    ConfigPtr config() const { return config_.load(); }
 
-// Stop accepting, let requests in progress be answered, then let deliveries in flight settle.
-asio::awaitable<void> shutDown(HttpServer& ingest, HttpServer& admin, Dispatcher& dispatcher) {
-    ingest.stop();
-    admin.stop();
-    asio::steady_timer poll(co_await asio::this_coro::executor);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (ingest.openConnections() + admin.openConnections() > 0 && std::chrono::steady_clock::now() < deadline) {
-        poll.expires_after(std::chrono::milliseconds(20));
-        co_await poll.async_wait(asio::use_awaitable);
+    void awaitReloadSignal() {
+        reloadSignal_.async_wait([this](const boost::system::error_code& error, int) {
+            if (!error) {
+                requestReload("SIGHUP");
+                awaitReloadSignal();
+            }
+        });
     }
-    co_await dispatcher.stop();
-}
+
+    // One reload at a time; a request during one is folded into a single follow-up.
+    void requestReload(std::string why) {
+        asio::post(control_, [this, why = std::move(why)] {
+            if (reloading_) {
+                reloadAgain_ = true;
+                return;
+            }
+            reloading_ = true;
+            asio::co_spawn(control_, reload(why), asio::detached);
+        });
+    }
+
+    asio::awaitable<void> reload(std::string why) {
+        do {
+            reloadAgain_ = false;
+            spdlog::info("reloading config ({})", why);
+            // Reading and validating touch the disk: not on an io thread.
+            auto loaded = co_await asio::co_spawn(blocking_, loadOffThread(configPath_), asio::use_awaitable);
+            if (!loaded) {
+                telemetry_.metrics().setConfigReload(false, Clock::now());
+                continue;
+            }
+            if (auto error = co_await dispatcher_->reconfigure(*loaded); !error.empty()) {
+                spdlog::error("config reload rejected, the old config keeps serving: {}", error);
+                telemetry_.metrics().setConfigReload(false, Clock::now());
+                continue;
+            }
+            warnAboutRestartOnlyChanges(*config(), *loaded);
+            config_.store(loaded);
+            telemetry_.metrics().setConfigReload(true, Clock::now());
+            spdlog::info("config reloaded: {} sources, {} targets, {} routes", loaded->sources.size(),
+                         loaded->targets.size(), loaded->routes.size());
+        } while (reloadAgain_);
+        reloading_ = false;
+    }
+
+    static asio::awaitable<ConfigPtr> loadOffThread(std::string path) {
+        try {
+            co_return loadConfigFile(path);
+        } catch (const ConfigError& error) {
+            logDiagnostics(error, "config reload rejected, the old config keeps serving");
+        }
+        co_return nullptr;
+    }
+
+    // Stop accepting, let requests in progress be answered, then let deliveries in flight settle.
+    asio::awaitable<void> shutDown() {
+        reloadSignal_.cancel();
+        watch_->stop();
+        ingestServer_->stop();
+        adminServer_->stop();
+        asio::steady_timer poll(co_await asio::this_coro::executor);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (ingestServer_->openConnections() + adminServer_->openConnections() > 0 &&
+               std::chrono::steady_clock::now() < deadline) {
+            poll.expires_after(std::chrono::milliseconds(20));
+            co_await poll.async_wait(asio::use_awaitable);
+        }
+        co_await dispatcher_->stop();
+    }
+
+    const std::string configPath_;
+    std::atomic<ConfigPtr> config_;
+    asio::io_context io_;
+    asio::strand<asio::io_context::executor_type> control_;  // reloads and shutdown
+    asio::thread_pool blocking_{1};                         // config files and YAML
+    std::unique_ptr<Storage> storage_;
+    Telemetry telemetry_;
+    Ingest ingest_;
+    Admin admin_;
+    std::unique_ptr<Dispatcher> dispatcher_;
+    std::unique_ptr<HttpServer> ingestServer_;
+    std::unique_ptr<HttpServer> adminServer_;
+    std::unique_ptr<ConfigWatch> watch_;
+    asio::signal_set signals_;
+    asio::signal_set reloadSignal_;
+    bool reloading_ = false;  // on control_
+    bool reloadAgain_ = false;
+};
 
 }  // namespace
 
@@ -57,63 +195,21 @@ int runRelay(const std::string& configPath) {
     try {
         initial = loadConfigFile(configPath);
     } catch (const ConfigError& error) {
-        for (const auto& diagnostic : error.diagnostics()) {
-            spdlog::error("invalid config: {}", diagnostic.toString());
-        }
+        logDiagnostics(error, "invalid config");
         return 1;
     }
     if (initial->server.tls) {
         spdlog::error("server.tls is not available in this build yet; terminate TLS in front of fluxrelay");
         return 1;
     }
-
-    ConfigHolder holder(initial);
-    auto currentConfig = [&holder] { return holder.get(); };
-    asio::io_context io(initial->server.ioThreads);
-    auto storage = makeMemoryStorage(initial->storage.maxQueuedDeliveries);
-    Ingest ingest(currentConfig, *storage);
-    Admin admin(currentConfig, *storage);
-
-    std::unique_ptr<Dispatcher> dispatcher;
-    std::unique_ptr<HttpServer> ingestServer;
-    std::unique_ptr<HttpServer> adminServer;
+    std::unique_ptr<Relay> relay;
     try {
-        dispatcher = std::make_unique<Dispatcher>(io, *storage, *initial);
-        ServerLimits ingestLimits{.maxBodyBytes = initial->server.maxBodyBytes};
-        ingestServer = std::make_unique<HttpServer>(
-            io, initial->server.listen, ingestLimits,
-            [&ingest](HttpServerRequest& request) { return ingest.handle(request); }, "ingest");
-        adminServer = std::make_unique<HttpServer>(
-            io, initial->admin.listen, ServerLimits{.maxBodyBytes = 64 * 1024},
-            [&admin](HttpServerRequest& request) { return admin.handle(request); }, "admin");
+        relay = std::make_unique<Relay>(configPath, initial);
     } catch (const std::exception& error) {
         spdlog::error("cannot start: {}", error.what());
         return 1;
     }
-
-    dispatcher->start();
-    ingestServer->start();
-    adminServer->start();
-
-    asio::signal_set signals(io, SIGTERM, SIGINT);
-    signals.async_wait([&](const boost::system::error_code& error, int signal) {
-        if (error) {
-            return;
-        }
-        spdlog::info("signal {} received, shutting down", signal);
-        asio::co_spawn(io, shutDown(*ingestServer, *adminServer, *dispatcher), [&io](std::exception_ptr) { io.stop(); });
-    });
-
-    std::vector<std::jthread> threads;
-    for (int i = 1; i < initial->server.ioThreads; ++i) {
-        threads.emplace_back([&io] { io.run(); });
-    }
-    io.run();
-    for (auto& thread : threads) {
-        thread.join();
-    }
-    spdlog::info("stopped");
-    return 0;
+    return relay->run();
 }
 
 }  // namespace fluxrelay

@@ -21,12 +21,16 @@ namespace fluxrelay {
 struct Endpoint {
     std::string host;  // "0.0.0.0", "127.0.0.1", "::"
     std::uint16_t port = 0;
+
+    bool operator==(const Endpoint&) const = default;
 };
 
 struct ServerTls {
     std::string certFile;
     std::string keyFile;
     std::string clientCAFile;  // empty: no client certificates asked for
+
+    bool operator==(const ServerTls&) const = default;
 };
 
 struct ServerConfig {
@@ -72,6 +76,8 @@ struct RetryPolicy {
     Duration maxAge = std::chrono::hours(24);
     Duration initialInterval = std::chrono::seconds(1);
     Duration maxInterval = std::chrono::minutes(5);
+
+    bool operator==(const RetryPolicy&) const = default;
 };
 
 struct ObjectSelector {
@@ -79,6 +85,8 @@ struct ObjectSelector {
     std::string kind;
     std::string name;
     std::string namespace_;
+
+    bool operator==(const ObjectSelector&) const = default;
 };
 
 // Authentication as a GitHub App instead of a token (SPEC §5.2).
@@ -86,6 +94,8 @@ struct GitHubAppConfig {
     std::int64_t appId = 0;
     std::int64_t installationId = 0;
     std::string privateKey;  // PEM, read from privateKeyFile (or given inline)
+
+    bool operator==(const GitHubAppConfig&) const = default;
 };
 
 struct TargetConfig {
@@ -118,6 +128,11 @@ struct TargetConfig {
     std::string receiverNamespace;
     // kubernetes
     std::vector<ObjectSelector> resources;
+    // Read again while running, since projected service-account tokens rotate; `token` then holds
+    // what was read at load time (nothing for the in-cluster default, which may not exist yet).
+    std::string tokenFile;
+
+    bool operator==(const TargetConfig&) const = default;
 };
 
 // One entry of a route's eventSources: kind exact, name and namespace exact or glob.

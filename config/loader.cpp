@@ -900,6 +900,11 @@ private:
         }
         set(target.headers, reader_.stringMap(fields, "headers"));
         if (const Entry* retry = fields.find("retry")) parseRetry(*retry, target.retry);
+        // Commit statuses of one commit must land in order, and the skip-identical memory is only
+        // right if they do: one at a time unless asked otherwise.
+        if (target.type == TargetType::github) {
+            target.concurrency = 1;
+        }
         setNumber(target.concurrency, reader_.integer(fields, "concurrency", 1, std::numeric_limits<int>::max()));
         setNumber(target.maxBatch, reader_.integer(fields, "maxBatch", 1, std::numeric_limits<int>::max()));
     }
@@ -969,6 +974,7 @@ private:
     }
 
     void parseKubernetesTarget(const Fields& fields, TargetConfig& target, bool typeKnown) {
+        if (typeKnown) kubernetesDefaults(fields, target);
         const Entry* resources = fields.find("resources");
         if (resources == nullptr) {
             if (typeKnown) reader_.present(fields, "resources", "target");
@@ -988,6 +994,39 @@ private:
             set(selector.namespace_, reader_.required(*f, "namespace", "resource"));
             target.resources.push_back(std::move(selector));
         }
+    }
+
+    // In a pod by default: the API server from the service environment, the token and CA of the
+    // pod's service account (the CA for any https address without caFile). Tokens are projected
+    // and rotate, so the provider reads the file again while running; the in-cluster one is not
+    // read now, since check-config may run elsewhere.
+    void kubernetesDefaults(const Fields& fields, TargetConfig& target) {
+        static constexpr std::string_view serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
+        if (fields.find("tokenFile") != nullptr) {
+            if (!target.token.empty()) target.tokenFile = reader_.resolve(*reader_.string(fields, "tokenFile"));
+        } else if (fields.find("token") == nullptr) {
+            target.tokenFile = std::string(serviceAccountDir) + "/token";
+        }
+        if (fields.find("address") == nullptr) {
+            // As client-go finds the API server in a pod; the service's DNS name where the variables
+            // are missing (they are, for check-config on a workstation).
+            const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+            const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+            std::string text = "https://kubernetes.default.svc";
+            if (host != nullptr && *host != '\0' && port != nullptr && *port != '\0') {
+                const std::string hostText(host);
+                text = "https://" + (hostText.find(':') != std::string::npos ? "[" + hostText + "]" : hostText) + ":" +
+                       port;
+            }
+            if (std::optional<Url> url = parseUrl(text)) {
+                target.address = std::move(*url);
+                target.addressText = std::move(text);
+            } else {
+                reader_.error(fields.mark, "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT make no valid URL (" +
+                                               inQuotes(text) + "): set the target's 'address'");
+            }
+        }
+        if (target.caFile.empty() && target.address.tls()) target.caFile = std::string(serviceAccountDir) + "/ca.crt";
     }
 
     // ---- routes

@@ -18,6 +18,8 @@ struct Url {
     // "host:port" as the Host header wants it (port omitted when default for the scheme).
     std::string hostHeader() const;
     std::string toString() const;
+
+    bool operator==(const Url&) const = default;
 };
 
 // nullopt for anything but an absolute http(s) URL with a host.

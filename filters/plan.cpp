@@ -30,6 +30,10 @@ std::vector<RoutePlan> planRoutes(const Config& config, const EventPtr& event) {
             }
             plan.dedupKey = dedupKey(route, *plan.event);
             plan.dedupWindow = route.dedup.window;
+            if (route.debounce > Duration::zero()) {
+                plan.delay = route.debounce;
+                plan.coalesceKey = route.name;
+            }
         }
         plans.push_back(std::move(plan));
     }

@@ -23,6 +23,10 @@ struct RoutePlan {
     std::string dedupKey;            // empty: no dedup for this route
     Duration dedupWindow{0};
     EventPtr event;                  // the event as this route delivers it
+    // Debounce (GitHub routes): deliveries wait `delay`, and a burst within it coalesces into one
+    // delivery of the latest event per target; coalesceKey is the route's name, empty when off.
+    Duration delay{0};
+    std::string coalesceKey;
 
     bool delivers() const;  // matched and at least one target accepts
 };

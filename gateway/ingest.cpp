@@ -7,10 +7,18 @@
 
 #include "filters/plan.hpp"
 #include "gateway/flux_source.hpp"
+#include "gateway/github_source.hpp"
 
 namespace fluxrelay {
 
 namespace http = boost::beast::http;
+
+namespace {
+
+// SPEC §3.2: a delivery id seen within a day is a redelivery.
+constexpr Duration githubDeliveryWindow = std::chrono::hours(24);
+
+}  // namespace
 
 std::string_view requestPath(const HttpServerRequest& request) {
     const std::string_view target = request.target();
@@ -55,32 +63,56 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
             return std::string_view(it->value());
         },
     };
-    if (source->type != SourceType::flux) {
-        co_return errorResponse(501, "source type " + std::string(toString(source->type)) + " is not available in this build");
+    const auto rejected = [&source](const Rejection& rejection) {
+        spdlog::info("rejected request on source {}: {} ({})", source->name, rejection.error, rejection.status);
+        return errorResponse(rejection.status, rejection.error);
+    };
+    const auto newEvent = [&source](auto payload) {
+        return std::make_shared<Event>(Event{
+            .id = newEventId(),
+            .source = source->name,
+            .receivedAt = Clock::now(),
+            .payload = std::move(payload),
+        });
+    };
+    switch (source->type) {
+        case SourceType::flux: {
+            auto accepted = acceptFluxRequest(*source, inbound);
+            if (const auto* rejection = std::get_if<Rejection>(&accepted)) co_return rejected(*rejection);
+            co_return co_await store(*config, newEvent(std::move(std::get<FluxEvent>(accepted))));
+        }
+        case SourceType::github: {
+            auto accepted = acceptGitHubRequest(*source, inbound);
+            if (const auto* rejection = std::get_if<Rejection>(&accepted)) co_return rejected(*rejection);
+            if (const auto* ping = std::get_if<GitHubPing>(&accepted)) {
+                spdlog::info("source {}: GitHub ping {}", source->name, ping->deliveryId);
+                co_return jsonResponse(200, R"({"status":"pong"})");
+            }
+            co_return co_await store(*config, newEvent(std::move(std::get<GitHubEvent>(accepted))));
+        }
     }
-    auto accepted = acceptFluxRequest(*source, inbound);
-    if (const auto* rejection = std::get_if<Rejection>(&accepted)) {
-        spdlog::info("rejected request on source {}: {} ({})", source->name, rejection->error, rejection->status);
-        co_return errorResponse(rejection->status, rejection->error);
-    }
-    auto event = std::make_shared<Event>(Event{
-        .id = newEventId(),
-        .source = source->name,
-        .receivedAt = Clock::now(),
-        .payload = std::move(std::get<FluxEvent>(accepted)),
-    });
-    co_return co_await store(*config, std::move(event));
+    co_return errorResponse(500, "unknown source type");
 }
 
 boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, EventPtr event) {
     AcceptRequest request{.event = event, .routes = {}, .idempotencyKey = {}, .idempotencyWindow = {}};
+    if (const GitHubEvent* github = event->github()) {
+        // GitHub redelivers on request, and after its 10 s timeout: a delivery id triggers once.
+        request.idempotencyKey = "github-delivery:" + event->source + ":" + github->deliveryId;
+        request.idempotencyWindow = githubDeliveryWindow;
+    }
     for (auto& plan : planRoutes(config, event)) {
         if (!plan.decision.passed()) {
             spdlog::debug("event {} not routed by {}: {}", event->id, plan.route, plan.decision.reason);
             continue;
         }
-        AcceptRequest::Route route{.name = plan.route, .dedupKey = plan.dedupKey, .dedupWindow = plan.dedupWindow,
-                                   .event = plan.event};
+        AcceptRequest::Route route{.name = plan.route,
+                                   .dedupKey = plan.dedupKey,
+                                   .dedupWindow = plan.dedupWindow,
+                                   .event = plan.event,
+                                   .targets = {},
+                                   .delay = plan.delay,
+                                   .coalesceKey = plan.coalesceKey};
         for (const auto& target : plan.targets) {
             if (target.decision.passed()) {
                 route.targets.push_back(target.target);
@@ -100,6 +132,11 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
         auto response = errorResponse(503, "storage unavailable, retry later");
         response.set(http::field::retry_after, "5");
         co_return response;
+    }
+    if (result.duplicateEvent) {
+        spdlog::info("source {}: delivery {} was accepted before; nothing is triggered again", event->source,
+                     event->github() ? event->github()->deliveryId : event->id);
+        co_return jsonResponse(200, R"({"status":"duplicate"})");
     }
     for (const auto& route : result.duplicateRoutes) {
         spdlog::debug("event {} suppressed as a duplicate on route {}", event->id, route);

@@ -1,6 +1,8 @@
 // Dispatcher: claim due deliveries, build one request per batch, send, settle the outcome.
 #include "providers/dispatcher.hpp"
 
+#include <atomic>
+#include <mutex>
 #include <random>
 
 #include <boost/asio/as_tuple.hpp>
@@ -26,15 +28,20 @@ namespace asio = boost::asio;
 // One target: its provider, its workers, and the wake-up they sleep on when nothing is due.
 class Dispatcher::TargetQueue : public std::enable_shared_from_this<TargetQueue> {
 public:
-    TargetQueue(asio::io_context& io, Storage& storage, const TargetConfig& target)
+    TargetQueue(asio::io_context& io, Storage& storage, const TargetConfig& target, RelayObserver& observer)
         : strand_(asio::make_strand(io)),
           storage_(storage),
+          observer_(observer),
           target_(target),
           provider_(makeProvider(target)),
-          tls_(target.address.tls() ? makeClientTlsContext(target) : nullptr),
+          // Always: a provider may reach another origin over https than its address names.
+          tls_(makeClientTlsContext(target)),
           wake_(strand_),
           idle_(strand_),
           rng_(std::random_device{}()) {
+        health_.target = target.name;
+        health_.type = std::string(toString(target.type));
+        health_.breaker = "closed";
         if (!provider_) {
             throw std::runtime_error("target " + target.name + ": type " + std::string(toString(target.type)) +
                                      " is not available in this build");
@@ -95,11 +102,14 @@ private:
                 co_await sleepUntil(breaker_.openUntil());
                 continue;
             }
+            ++inFlight_;
             const Outcome outcome = co_await attempt(connection, claim.deliveries);
+            --inFlight_;
             const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
             record(outcome);
-            co_await asyncSettle(storage_, settlements(claim.deliveries, outcome),
-                                 asio::use_awaitable);
+            auto settled = settlements(claim.deliveries, outcome);
+            co_await asyncSettle(storage_, settled, asio::use_awaitable);
+            report(claim.deliveries, settled, elapsed);
             log(claim.deliveries, outcome, elapsed);
         }
         if (--workers_ == 0) {
@@ -125,15 +135,23 @@ private:
                 co_return outcome;
             }
         }
-        BuildResult built = provider_->buildRequest(batch);
-        if (auto* outcome = std::get_if<Outcome>(&built)) {
-            co_return *outcome;
+        const std::vector<BuildResult> built = provider_->buildRequests(batch);
+        for (const BuildResult& one : built) {
+            if (const auto* outcome = std::get_if<Outcome>(&one)) {
+                co_return *outcome;
+            }
         }
-        const HttpResult result = co_await connection.send(std::get<HttpRequest>(built), target_.timeout);
-        if (!result.response) {
-            co_return Outcome::retry(result.error);
+        Outcome outcome = Outcome::delivered();
+        for (const BuildResult& one : built) {
+            const HttpResult result = co_await connection.send(std::get<HttpRequest>(one), target_.timeout);
+            if (!result.response) {
+                co_return Outcome::retry(result.error);
+            }
+            outcome = provider_->classify(*result.response);
+            if (outcome.kind != OutcomeKind::delivered) {
+                break;
+            }
         }
-        Outcome outcome = provider_->classify(*result.response);
         if (known && outcome.kind == OutcomeKind::delivered) {
             co_await asyncPutValue(storage_, known->key, known->value, kKnownStateTtl, asio::use_awaitable);
         }
@@ -146,12 +164,22 @@ private:
         const auto now = Clock::now();
         if (outcome.kind == OutcomeKind::delivered) {
             breaker_.onSuccess();
-        } else if (outcome.kind == OutcomeKind::retry) {
+        } else if (outcome.kind == OutcomeKind::retry && !outcome.pauseTarget) {
+            // A rate limit is the target answering as designed, not failing: the pause covers it.
             breaker_.onFailure(now);
         }
         if (outcome.pauseTarget && outcome.retryAfter) {
             pausedUntil_ = std::max(pausedUntil_, now + *outcome.retryAfter);
             spdlog::warn("target {}: rate limited, pausing for {}", target_.name, formatDuration(*outcome.retryAfter));
+        }
+        std::lock_guard lock(healthMutex_);
+        health_.breaker = std::string(toString(breaker_.state()));
+        health_.paused = pausedUntil_ > now;
+        if (outcome.kind == OutcomeKind::delivered) {
+            health_.lastSuccessAt = now;
+        } else {
+            health_.lastError = outcome.detail;
+            health_.lastErrorAt = now;
         }
     }
 
@@ -199,6 +227,31 @@ private:
         return out;
     }
 
+    void report(const std::vector<Delivery>& batch, const std::vector<Settlement>& settled,
+                std::chrono::milliseconds elapsed) {
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            static constexpr std::string_view kOutcomes[] = {"delivered", "retry", "dead", "released"};
+            observer_.onAttempt({.eventId = batch[i].event->id,
+                                 .route = batch[i].route,
+                                 .target = target_.name,
+                                 .outcome = std::string(kOutcomes[static_cast<int>(settled[i].kind)]),
+                                 .detail = settled[i].error,
+                                 .latency = elapsed,
+                                 .attempt = batch[i].attempts + 1});
+        }
+    }
+
+public:
+    const TargetConfig& config() const { return target_; }
+
+    TargetHealth health() const {
+        std::lock_guard lock(healthMutex_);
+        TargetHealth health = health_;
+        health.inFlight = inFlight_;
+        return health;
+    }
+
+private:
     void log(const std::vector<Delivery>& batch, const Outcome& outcome, std::chrono::milliseconds elapsed) {
         switch (outcome.kind) {
             case OutcomeKind::delivered:
@@ -227,6 +280,7 @@ private:
 
     asio::strand<asio::io_context::executor_type> strand_;
     Storage& storage_;
+    RelayObserver& observer_;
     TargetConfig target_;
     std::unique_ptr<Provider> provider_;
     std::shared_ptr<asio::ssl::context> tls_;
@@ -235,33 +289,123 @@ private:
     std::mt19937_64 rng_;
     CircuitBreaker breaker_{5, std::chrono::seconds(1), std::chrono::minutes(1)};
     TimePoint pausedUntil_{};
+    std::atomic<std::uint64_t> inFlight_{0};
+    mutable std::mutex healthMutex_;  // health_ is read by the admin listener's threads
+    TargetHealth health_;
     std::uint64_t workSeq_ = 0;
     int workers_ = 0;
     bool stopping_ = false;
 };
 
-Dispatcher::Dispatcher(asio::io_context& io, Storage& storage, const Config& config) : storage_(storage) {
+// Every undelivered delivery of a target becomes a dead letter: nothing is lost silently, and a
+// replay after the target is back in the config delivers it.
+static asio::awaitable<std::size_t> abandon(Storage& storage, std::string target, std::string reason) {
+    // Far enough ahead that every queued delivery counts as due.
+    const auto everything = Clock::now() + std::chrono::hours(24 * 365 * 100);
+    std::size_t moved = 0;
+    for (;;) {
+        Claim claim = co_await asyncClaim(storage, target, 1000, everything, asio::use_awaitable);
+        if (claim.deliveries.empty()) {
+            co_return moved;
+        }
+        std::vector<Settlement> dead;
+        for (const auto& delivery : claim.deliveries) {
+            dead.push_back({.deliveryId = delivery.id, .kind = SettleKind::dead, .error = reason});
+        }
+        moved += dead.size();
+        co_await asyncSettle(storage, std::move(dead), asio::use_awaitable);
+    }
+}
+
+Dispatcher::Dispatcher(asio::io_context& io, Storage& storage, const Config& config, RelayObserver& observer)
+    : io_(io), storage_(storage), observer_(observer) {
     for (const auto& target : config.targets) {
-        queues_.emplace(target.name, std::make_shared<TargetQueue>(io, storage, target));
+        queues_.emplace(target.name, std::make_shared<TargetQueue>(io, storage, target, observer));
     }
 }
 
 Dispatcher::~Dispatcher() = default;
 
-void Dispatcher::start() {
-    storage_.onWork([queues = queues_](const std::string& target) {
+void Dispatcher::listen(const Queues& queues) {
+    storage_.onWork([queues](const std::string& target) {
         if (auto it = queues.find(target); it != queues.end()) {
             it->second->poke();
         }
     });
+}
+
+void Dispatcher::start() {
+    std::lock_guard lock(mutex_);
+    listen(queues_);
     for (auto& [name, queue] : queues_) {
         queue->start();
     }
 }
 
+asio::awaitable<std::string> Dispatcher::reconfigure(const Config& config) {
+    Queues next;
+    std::vector<std::shared_ptr<TargetQueue>> started;
+    std::vector<std::shared_ptr<TargetQueue>> retired;
+    {
+        std::lock_guard lock(mutex_);
+        try {
+            for (const auto& target : config.targets) {
+                auto it = queues_.find(target.name);
+                if (it != queues_.end() && it->second->config() == target) {
+                    next.emplace(target.name, it->second);
+                } else {
+                    auto queue = std::make_shared<TargetQueue>(io_, storage_, target, observer_);
+                    started.push_back(queue);
+                    next.emplace(target.name, std::move(queue));
+                }
+            }
+        } catch (const std::exception& error) {
+            co_return error.what();
+        }
+        for (const auto& [name, queue] : queues_) {
+            auto it = next.find(name);
+            if (it == next.end() || it->second != queue) {
+                retired.push_back(queue);
+            }
+        }
+        queues_ = next;
+        listen(queues_);
+    }
+    // The old queue of a changed target finishes its attempts in flight before the new one starts,
+    // so no delivery is sent by both.
+    for (const auto& queue : retired) {
+        co_await queue->stop();
+    }
+    for (const auto& queue : started) {
+        queue->start();
+    }
+    for (const auto& queue : retired) {
+        if (!next.contains(queue->config().name)) {
+            const auto moved = co_await abandon(storage_, queue->config().name, "target removed");
+            spdlog::info("target {} removed: {} undelivered deliveries became dead letters", queue->config().name,
+                         moved);
+        }
+    }
+    co_return std::string{};
+}
+
+std::vector<TargetHealth> Dispatcher::health() const {
+    std::lock_guard lock(mutex_);
+    std::vector<TargetHealth> out;
+    for (const auto& [name, queue] : queues_) {
+        out.push_back(queue->health());
+    }
+    return out;
+}
+
 asio::awaitable<void> Dispatcher::stop() {
-    storage_.onWork({});
-    for (auto& [name, queue] : queues_) {
+    Queues queues;
+    {
+        std::lock_guard lock(mutex_);
+        storage_.onWork({});
+        queues = queues_;
+    }
+    for (auto& [name, queue] : queues) {
         co_await queue->stop();
     }
 }

@@ -60,6 +60,13 @@ public:
 
     virtual BuildResult buildRequest(std::span<const Delivery> batch) const = 0;
 
+    // Every request the batch needs, sent in this order; one for most providers. A kubernetes
+    // target patches each listed object: the attempt is delivered once all are, the first that
+    // is not decides its outcome, and a retry sends them all again.
+    virtual std::vector<BuildResult> buildRequests(std::span<const Delivery> batch) const {
+        return {buildRequest(batch)};
+    }
+
     // A request the provider needs answered before its next one, such as a GitHub App
     // installation-token exchange; nullopt when its credentials are fresh.
     virtual std::optional<HttpRequest> credentialsRequest(TimePoint /*now*/) { return std::nullopt; }

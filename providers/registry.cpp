@@ -7,6 +7,9 @@
 
 #include "core/crypto.hpp"
 #include "providers/alertmanager.hpp"
+#include "providers/flux_receiver.hpp"
+#include "providers/github.hpp"
+#include "providers/kubernetes.hpp"
 #include "providers/provider.hpp"
 
 namespace fluxrelay {
@@ -160,12 +163,12 @@ std::unique_ptr<Provider> makeProvider(const TargetConfig& target) {
     switch (target.type) {
         case TargetType::alertmanager:
             return makeAlertmanagerProvider(target);
-        // Not written yet: each comes with its own issue (SPEC §5.2, §5.3). Callers treat nullptr
-        // as "this target type cannot deliver".
         case TargetType::github:
+            return makeGitHubProvider(target);
         case TargetType::fluxReceiver:
+            return makeFluxReceiverProvider(target);
         case TargetType::kubernetes:
-            return nullptr;
+            return makeKubernetesProvider(target);
     }
     return nullptr;
 }

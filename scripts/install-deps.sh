@@ -3,19 +3,31 @@
 # Idempotent: asks dpkg what is already there and installs only what is missing.
 set -euo pipefail
 
-packages=(
+# What compiling needs; `--build` installs only these (the container image's build stage).
+# nodejs: CMake's configure step looks for node, the integration tests' runner.
+build_packages=(
   build-essential cmake ninja-build pkg-config g++
   libboost1.81-dev nlohmann-json3-dev libssl-dev libre2-dev libspdlog-dev doctest-dev
   libyaml-cpp-dev libsqlite3-dev libhiredis-dev
+  nodejs ca-certificates
+)
+packages=(
+  "${build_packages[@]}"
   prometheus-alertmanager
-  nodejs npm
-  ca-certificates curl
+  npm
+  kubernetes-client yamllint prometheus   # the deploy test: kubectl kustomize, yamllint, promtool
+  chromium   # the status page test drives Debian's Chromium (never a downloaded browser)
+  curl
 )
 
 installed() {
   # "install ok installed" is the only state in which a package is fully usable.
   [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
 }
+
+if [[ "${1:-}" == --build ]]; then
+  packages=("${build_packages[@]}")
+fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -25,6 +37,10 @@ for package in "${packages[@]}"; do
   # Some nodejs builds ship npm inside and conflict with Debian's npm package: a working
   # npm command is enough.
   if [[ "$package" == npm ]] && command -v npm >/dev/null; then
+    continue
+  fi
+  # Any kubectl renders deploy/ with its kustomize; Debian's would conflict with another packaging.
+  if [[ "$package" == kubernetes-client ]] && command -v kubectl >/dev/null; then
     continue
   fi
   missing+=("$package")

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -97,7 +98,15 @@ public:
     virtual bool healthy() const = 0;
 };
 
+struct StorageConfig;
+
+// Not durable: for tests and `explain`.
 std::unique_ptr<Storage> makeMemoryStorage(std::size_t maxQueuedDeliveries);
+// The embedded durable spool: SQLite database `fluxrelay.db` in the folder `config.path`, created
+// when missing. Throws std::runtime_error when it cannot be created, opened or migrated.
+std::unique_ptr<Storage> makeSqliteStorage(const StorageConfig& config);
+// The spool the relay runs on: the SQLite one.
+std::unique_ptr<Storage> makeStorage(const StorageConfig& config);
 
 // Completion-token forms, e.g. `co_await asyncAccept(storage, request, asio::use_awaitable)`.
 template <class Token>

@@ -749,7 +749,8 @@ TEST_CASE("targets: keys of one type only") {
     CHECK(config->targets.at(1).address.toString() == "https://github.com/owner/repo");
     CHECK(config->targets.at(2).receiverName.empty());
     const TargetConfig& kube = config->targets.at(3);
-    CHECK(kube.addressText.empty());
+    // No address: in a pod, the API server from KUBERNETES_SERVICE_HOST/PORT (unset here).
+    CHECK(kube.addressText == "https://kubernetes.default.svc");
     REQUIRE(kube.resources.size() == 1);
     CHECK(kube.resources[0].apiVersion == "source.toolkit.fluxcd.io/v1");
     CHECK(kube.resources[0].kind == "GitRepository");

@@ -1,0 +1,548 @@
+// `fluxrelay explain`: the live relay's own parse, planRoutes and provider requests, shown instead of sent.
+#include "app/explain.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "config/loader.hpp"
+#include "filters/dedup.hpp"
+#include "filters/plan.hpp"
+#include "gateway/flux_source.hpp"
+#include "gateway/github_source.hpp"
+#include "providers/provider.hpp"
+#include "storage/delivery.hpp"
+
+namespace fluxrelay {
+
+namespace {
+
+// What stands in for the values only a real delivery has.
+constexpr std::string_view kEventId = "explain";
+constexpr std::string_view kDeliveryId = "00000000-0000-0000-0000-000000000000";
+constexpr std::string_view kPlaceholderToken = "explain-placeholder-token";
+// A configured secret shorter than this is not searched for in bodies: it would blank out words.
+constexpr std::size_t kMinSecretLength = 6;
+
+char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string lowered(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(), asciiLower);
+    return out;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) { return lowered(a) == lowered(b); }
+
+bool containsAny(std::string_view text, std::initializer_list<std::string_view> words) {
+    return std::any_of(words.begin(), words.end(),
+                       [&](std::string_view word) { return text.find(word) != std::string_view::npos; });
+}
+
+std::string inQuotes(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+// Every secret value the config holds, longest first so that a secret containing another is
+// replaced whole.
+std::vector<std::string> configSecrets(const Config& config) {
+    std::set<std::string> found;
+    const auto add = [&](const std::string& value) {
+        if (value.size() >= kMinSecretLength) found.insert(value);
+    };
+    add(config.admin.token);
+    for (const auto& source : config.sources) {
+        add(source.hmacKey);
+        add(source.secret);
+        for (const auto& header : source.requiredHeaders) add(header.second);
+    }
+    for (const auto& target : config.targets) {
+        add(target.token);
+        add(target.password);
+        if (target.app) add(target.app->privateKey);
+    }
+    std::vector<std::string> secrets(found.begin(), found.end());
+    std::sort(secrets.begin(), secrets.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+    return secrets;
+}
+
+std::string withoutSecrets(std::string text, const std::vector<std::string>& secrets) {
+    for (const auto& secret : secrets) {
+        for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+            text.replace(at, secret.size(), kRedacted);
+            at += kRedacted.size();
+        }
+    }
+    return text;
+}
+
+// The request as the HTTP client puts it on the wire: Host and User-Agent first, the provider's
+// headers replacing same-named ones, Content-Length last.
+ShownRequest show(std::string purpose, const HttpRequest& request, const std::vector<std::string>& secrets) {
+    ShownRequest shown{.purpose = std::move(purpose),
+                       .method = request.method,
+                       .url = withoutSecrets(redactUrl(request.url.toString()), secrets),
+                       .headers = {},
+                       .body = withoutSecrets(request.body, secrets)};
+    std::vector<std::pair<std::string, std::string>> headers = {{"Host", request.url.hostHeader()},
+                                                                {"User-Agent", "fluxrelay/" FLUXRELAY_VERSION}};
+    for (const auto& [name, value] : request.headers) {
+        const auto same = std::find_if(headers.begin(), headers.end(),
+                                       [&](const auto& header) { return equalsIgnoreCase(header.first, name); });
+        if (same != headers.end()) headers.erase(same);
+        headers.emplace_back(name, value);
+    }
+    if (!request.body.empty() || request.method != "GET") {
+        headers.emplace_back("Content-Length", std::to_string(request.body.size()));
+    }
+    for (auto& [name, value] : headers) {
+        shown.headers.emplace_back(name, withoutSecrets(redactHeaderValue(name, value), secrets));
+    }
+    return shown;
+}
+
+std::string failureText(const Outcome& outcome) {
+    switch (outcome.kind) {
+        case OutcomeKind::permanent:
+            return "no request can be built; the delivery fails permanently (dead letter): " + outcome.detail;
+        case OutcomeKind::retry:
+            return "no request now; the delivery would be retried: " + outcome.detail;
+        case OutcomeKind::delivered:
+            break;
+    }
+    return outcome.detail;
+}
+
+// Builds the target's requests the way the dispatcher does for a one-delivery batch.
+void explainRequests(const TargetConfig& configured, const Delivery& delivery, TimePoint now,
+                     const std::vector<std::string>& secrets, ExplainedTarget& out) {
+    TargetConfig target = configured;
+    if (!target.tokenFile.empty()) {
+        // Read when sending (it rotates); explain reads no file and shows the header redacted.
+        out.notes.push_back("the bearer token is read from " + target.tokenFile + " when sending");
+        target.token = kPlaceholderToken;
+        target.tokenFile.clear();
+    }
+    const std::unique_ptr<Provider> provider = makeProvider(target);
+    const std::vector<Delivery> batch{delivery};
+
+    if (provider->maxBatch() > 1) {
+        out.notes.push_back("up to " + std::to_string(provider->maxBatch()) +
+                            " deliveries waiting at the same time share one request; shown alone here");
+    }
+    if (provider->knownState(batch)) {
+        out.notes.push_back(
+            "not sent if the relay already delivered this exact state to the target (remembered per target; "
+            "not consulted here)");
+    }
+    if (std::optional<HttpRequest> credentials = provider->credentialsRequest(now)) {
+        out.requests.push_back(show("credentials", *credentials, secrets));
+        // Pretend the exchange succeeded, so the delivery request can be shown (its token redacted).
+        const HttpResponse granted{.status = 201,
+                                   .headers = {},
+                                   .body = nlohmann::json{{"token", kPlaceholderToken},
+                                                          {"expires_at", formatRfc3339(now + std::chrono::hours(1))}}
+                                               .dump()};
+        if (Outcome outcome = provider->acceptCredentials(granted, now); outcome.kind != OutcomeKind::delivered) {
+            out.failure = failureText(outcome);
+            return;
+        }
+        out.notes.push_back("the credentials request is sent only when no fresh token is cached");
+    }
+    const std::vector<BuildResult> built = provider->buildRequests(batch);
+    for (const BuildResult& one : built) {
+        if (const auto* outcome = std::get_if<Outcome>(&one)) {
+            out.failure = failureText(*outcome);
+            return;
+        }
+    }
+    for (const BuildResult& one : built) out.requests.push_back(show("delivery", std::get<HttpRequest>(one), secrets));
+}
+
+std::string dedupText(const RouteConfig& route, const RoutePlan& plan, const Event& event) {
+    const DedupConfig& dedup = route.dedup;
+    if (event.github() != nullptr) {
+        return "none for GitHub deliveries (a redelivered X-GitHub-Delivery id is not triggered twice within 24h)";
+    }
+    if (dedup.mode == DedupMode::none || plan.dedupKey.empty()) return "off (mode none)";
+    std::string text = "mode " + std::string(toString(dedup.mode)) + ", window " + formatDuration(plan.dedupWindow) +
+                       ", key " + plan.dedupKey;
+    if (dedup.mode == DedupMode::normalized) {
+        text += " (over the message as " + inQuotes(normalizeMessage(event.flux()->message)) + ")";
+    }
+    if (dedup.mode == DedupMode::transitions && dedup.renotify > Duration::zero()) {
+        text += ", renotify " + formatDuration(dedup.renotify);
+    }
+    if (dedup.threshold > 0) {
+        text += ", threshold " + std::to_string(dedup.threshold) + " failures within the window";
+    }
+    text +=
+        "; suppressed when the same key was accepted within the window (the live dedup state is not consulted "
+        "here)";
+    return text;
+}
+
+std::string describeFlux(const FluxEvent& flux) {
+    const ObjectRef& object = flux.involvedObject;
+    std::string text = "Flux event: " + object.kind + " " + object.namespace_ + "/" + object.name;
+    if (!object.apiVersion.empty()) text += " (" + object.apiVersion + ")";
+    text += ", severity " + flux.severity + ", reason " + flux.reason;
+    if (!flux.reportingController.empty()) text += ", from " + flux.reportingController;
+    return text;
+}
+
+std::string describeGitHub(const GitHubEvent& github) {
+    std::string text = "GitHub " + github.event + " event";
+    if (!github.ref.empty()) text += ", ref " + github.ref;
+    if (github.deleted) text += " (deleted)";
+    text += ", X-GitHub-Delivery shown as " + std::string(kDeliveryId);
+    return text;
+}
+
+// The payload as the source would accept it, or the source's own answer, or why it is no event.
+using Parsed = std::variant<std::variant<FluxEvent, GitHubEvent>, std::string /*answer*/, ExplainError>;
+
+Parsed parseAsSource(const SourceConfig& source, std::string_view eventType, std::string_view body) {
+    if (source.type == SourceType::flux) {
+        auto parsed = parseFluxEvent(body);
+        if (auto* error = std::get_if<std::string>(&parsed)) return ExplainError{"not a Flux event: " + *error};
+        return std::variant<FluxEvent, GitHubEvent>(std::move(std::get<FluxEvent>(parsed)));
+    }
+    // The GitHub source's own checks, minus the signature the file does not carry.
+    SourceConfig unsigned_ = source;
+    unsigned_.secret.clear();
+    const std::string_view contentType =
+        body.starts_with("payload=") ? "application/x-www-form-urlencoded" : "application/json";
+    const InboundRequest request{
+        .body = body,
+        .header = [&](std::string_view name) -> std::optional<std::string_view> {
+            if (equalsIgnoreCase(name, "X-GitHub-Event")) return eventType;
+            if (equalsIgnoreCase(name, "X-GitHub-Delivery")) return kDeliveryId;
+            if (equalsIgnoreCase(name, "Content-Type")) return contentType;
+            return std::nullopt;
+        },
+    };
+    auto accepted = acceptGitHubRequest(unsigned_, request);
+    if (std::holds_alternative<GitHubPing>(accepted)) {
+        return std::string(R"(HTTP 200 {"status":"pong"}: GitHub's ping is answered by the source and never routed)");
+    }
+    if (const auto* rejection = std::get_if<Rejection>(&accepted)) {
+        if (rejection->reason == "event_type") {
+            return "HTTP " + std::to_string(rejection->status) + ": " + rejection->error;
+        }
+        return ExplainError{"not a GitHub " + std::string(eventType) + " webhook: " + rejection->error};
+    }
+    return std::variant<FluxEvent, GitHubEvent>(std::move(std::get<GitHubEvent>(accepted)));
+}
+
+nlohmann::json requestJson(const ShownRequest& request) {
+    nlohmann::json headers = nlohmann::json::array();
+    for (const auto& [name, value] : request.headers) headers.push_back({{"name", name}, {"value", value}});
+    return {{"purpose", request.purpose},
+            {"method", request.method},
+            {"url", request.url},
+            {"headers", headers},
+            {"body", request.body}};
+}
+
+void appendIndented(std::string& out, std::string_view text, std::string_view indent) {
+    while (!text.empty()) {
+        const std::size_t end = text.find('\n');
+        out.append(indent).append(text.substr(0, end)).append("\n");
+        if (end == std::string_view::npos) break;
+        text.remove_prefix(end + 1);
+    }
+}
+
+std::optional<std::string> readFile(const std::string& path, std::string& why) {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) {
+        why = std::strerror(errno);
+        return std::nullopt;
+    }
+    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (file.bad()) {
+        why = "read error";
+        return std::nullopt;
+    }
+    return text;
+}
+
+}  // namespace
+
+std::size_t Explanation::deliveries() const {
+    std::size_t count = 0;
+    for (const auto& route : routes) {
+        if (!route.decision.passed()) continue;
+        for (const auto& target : route.targets) count += target.rule.passed() ? 1 : 0;
+    }
+    return count;
+}
+
+bool isSecretHeaderName(std::string_view name) {
+    return containsAny(lowered(name), {"auth", "token", "secret", "signature", "password", "passwd", "key", "cookie",
+                                       "credential", "session"});
+}
+
+std::string redactHeaderValue(std::string_view name, std::string_view value) {
+    if (!isSecretHeaderName(name)) return std::string(value);
+    // Keep what says how the secret is used: "Bearer ", "Basic ", "sha256=".
+    const std::size_t space = value.find(' ');
+    if (space != std::string_view::npos && space > 0 && space + 1 < value.size()) {
+        return std::string(value.substr(0, space + 1)) + std::string(kRedacted);
+    }
+    const std::size_t equals = value.find('=');
+    if (equals != std::string_view::npos && equals > 0 && equals + 1 < value.size() &&
+        std::all_of(value.begin(), value.begin() + static_cast<std::ptrdiff_t>(equals),
+                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; })) {
+        return std::string(value.substr(0, equals + 1)) + std::string(kRedacted);
+    }
+    return std::string(kRedacted);
+}
+
+std::string redactUrl(std::string_view url) {
+    std::string out(url);
+    const std::size_t queryAt = out.find('?');
+    // The Receiver's path is a digest of its token: knowing it is enough to trigger reconciliations.
+    constexpr std::string_view hook = "/hook/";
+    if (const std::size_t at = out.find(hook); at != std::string::npos && at < queryAt) {
+        const std::size_t start = at + hook.size();
+        std::size_t end = out.find_first_of("/?#", start);
+        if (end == std::string::npos) end = out.size();
+        if (end > start) out.replace(start, end - start, kRedacted);
+    }
+    const std::size_t query = out.find('?');
+    if (query == std::string::npos) return out;
+    std::string rebuilt = out.substr(0, query + 1);
+    std::string_view rest = std::string_view(out).substr(query + 1);
+    bool first = true;
+    while (true) {
+        const std::size_t amp = rest.find('&');
+        const std::string_view pair = rest.substr(0, amp);
+        const std::size_t equals = pair.find('=');
+        if (!first) rebuilt += '&';
+        first = false;
+        const std::string name = lowered(pair.substr(0, equals));
+        if (equals != std::string_view::npos &&
+            containsAny(name, {"token", "key", "secret", "sig", "password", "auth", "credential"})) {
+            rebuilt.append(pair.substr(0, equals + 1)).append(kRedacted);
+        } else {
+            rebuilt.append(pair);
+        }
+        if (amp == std::string_view::npos) break;
+        rest.remove_prefix(amp + 1);
+    }
+    return rebuilt;
+}
+
+std::variant<Explanation, ExplainError> explain(const Config& config, std::string_view sourceName,
+                                                std::string_view eventType, std::string_view body, TimePoint now) {
+    const SourceConfig* source = config.sourceByName(sourceName);
+    if (source == nullptr) return ExplainError{"the config has no source " + inQuotes(sourceName)};
+    Explanation out{.source = source->name, .sourceType = std::string(toString(source->type))};
+
+    if (source->type == SourceType::flux && (!source->hmacKey.empty() || !source->requiredHeaders.empty())) {
+        out.notes.push_back(
+            "the source's X-Signature and required headers are not checked: explain reads the body only");
+    } else if (source->type == SourceType::github && !source->secret.empty()) {
+        out.notes.push_back("the source's X-Hub-Signature-256 check is skipped: explain reads the body only");
+    }
+    Parsed parsed = parseAsSource(*source, eventType, body);
+    if (auto* error = std::get_if<ExplainError>(&parsed)) return std::move(*error);
+    if (auto* answer = std::get_if<std::string>(&parsed)) {
+        out.event = "GitHub " + std::string(eventType) + " event";
+        out.sourceAnswer = std::move(*answer);
+        return out;
+    }
+    auto event = std::make_shared<Event>(Event{.id = std::string(kEventId),
+                                               .source = source->name,
+                                               .receivedAt = now,
+                                               .payload = std::move(std::get<0>(parsed))});
+    if (const FluxEvent* flux = event->flux()) {
+        out.event = describeFlux(*flux);
+        out.message = flux->message;
+    } else {
+        out.event = describeGitHub(*event->github());
+    }
+
+    const std::vector<std::string> secrets = configSecrets(config);
+    for (const RoutePlan& plan : planRoutes(config, event)) {
+        ExplainedRoute route{.name = plan.route, .decision = plan.decision};
+        if (plan.decision.passed()) {
+            const auto configured = std::find_if(config.routes.begin(), config.routes.end(),
+                                                 [&](const RouteConfig& r) { return r.name == plan.route; });
+            assert(configured != config.routes.end());
+            route.dedup = dedupText(*configured, plan, *event);
+            if (plan.delay > Duration::zero()) {
+                route.debounce = formatDuration(plan.delay) +
+                                 ": delivered that long after acceptance; a burst within it becomes one delivery of "
+                                 "the latest event";
+            }
+            for (const TargetPlan& targetPlan : plan.targets) {
+                const TargetConfig* target = config.targetByName(targetPlan.target);
+                assert(target != nullptr);  // the loader checks every route target
+                ExplainedTarget shown{.name = targetPlan.target,
+                                      .type = std::string(toString(target->type)),
+                                      .rule = targetPlan.decision};
+                if (targetPlan.decision.passed()) {
+                    // As storage hands it to the dispatcher: the route's event, a first attempt.
+                    const Delivery delivery{.id = 0,
+                                            .route = plan.route,
+                                            .target = targetPlan.target,
+                                            .event = plan.event,
+                                            .attempts = 0,
+                                            .createdAt = now,
+                                            .nextAttemptAt = now + plan.delay,
+                                            .lastError = {}};
+                    explainRequests(*target, delivery, now, secrets, shown);
+                }
+                route.targets.push_back(std::move(shown));
+            }
+        }
+        out.routes.push_back(std::move(route));
+    }
+    return out;
+}
+
+std::string formatExplanation(const Explanation& explanation) {
+    std::string out = "source " + inQuotes(explanation.source) + " (" + explanation.sourceType + ")\n";
+    out += explanation.event + "\n";
+    if (!explanation.message.empty()) out += "  message: " + explanation.message + "\n";
+    if (!explanation.sourceAnswer.empty()) {
+        out += "\nnot routed: the source answers " + explanation.sourceAnswer + "\n";
+        return out;
+    }
+    out += "Nothing is sent. Secrets are shown as " + std::string(kRedacted) + ".\n";
+    for (const auto& note : explanation.notes) out += "note: " + note + "\n";
+    if (explanation.routes.empty()) {
+        out += "\nno route takes events of source " + inQuotes(explanation.source) + "\n";
+    }
+    std::vector<std::string> delivered;
+    for (const auto& route : explanation.routes) {
+        out += "\nroute " + inQuotes(route.name) + ": ";
+        if (!route.decision.passed()) {
+            out +=
+                "not matched (" + std::string(toString(route.decision.verdict)) + "): " + route.decision.reason + "\n";
+            continue;
+        }
+        out += "matched\n";
+        out += "  dedup: " + route.dedup + "\n";
+        if (!route.debounce.empty()) out += "  debounce: " + route.debounce + "\n";
+        for (const auto& target : route.targets) {
+            out += "  target " + inQuotes(target.name) + " (" + target.type + "): ";
+            if (!target.rule.passed()) {
+                out += "skipped by Flux's target rule (" + std::string(toString(target.rule.verdict)) +
+                       "): " + target.rule.reason + "\n";
+                continue;
+            }
+            out += "accepted by Flux's target rule\n";
+            delivered.push_back(route.name + " → " + target.name);
+            for (const auto& request : target.requests) {
+                out +=
+                    "    " + std::string(request.purpose == "credentials" ? "credentials request" : "request") + ":\n";
+                out += "      " + request.method + " " + request.url + "\n";
+                for (const auto& [name, value] : request.headers) out += "      " + name + ": " + value + "\n";
+                if (!request.body.empty()) {
+                    out += "\n";
+                    appendIndented(out, request.body, "      ");
+                }
+            }
+            if (!target.failure.empty()) out += "    " + target.failure + "\n";
+            for (const auto& note : target.notes) out += "    note: " + note + "\n";
+        }
+    }
+    out += "\nresult: ";
+    if (delivered.empty()) {
+        out += "no delivery\n";
+    } else {
+        out += std::to_string(delivered.size()) + (delivered.size() == 1 ? " delivery" : " deliveries") + " (";
+        for (std::size_t i = 0; i < delivered.size(); ++i) out += (i ? ", " : "") + delivered[i];
+        out += ")\n";
+    }
+    return out;
+}
+
+nlohmann::json explanationJson(const Explanation& explanation) {
+    nlohmann::json routes = nlohmann::json::array();
+    for (const auto& route : explanation.routes) {
+        nlohmann::json targets = nlohmann::json::array();
+        for (const auto& target : route.targets) {
+            nlohmann::json requests = nlohmann::json::array();
+            for (const auto& request : target.requests) requests.push_back(requestJson(request));
+            targets.push_back({{"target", target.name},
+                               {"type", target.type},
+                               {"accepted", target.rule.passed()},
+                               {"verdict", toString(target.rule.verdict)},
+                               {"reason", target.rule.reason},
+                               {"requests", requests},
+                               {"failure", target.failure},
+                               {"notes", target.notes}});
+        }
+        routes.push_back({{"route", route.name},
+                          {"matched", route.decision.passed()},
+                          {"verdict", toString(route.decision.verdict)},
+                          {"reason", route.decision.reason},
+                          {"dedup", route.dedup},
+                          {"debounce", route.debounce},
+                          {"targets", targets}});
+    }
+    return {{"source", explanation.source},
+            {"sourceType", explanation.sourceType},
+            {"event", explanation.event},
+            {"message", explanation.message},
+            {"sourceAnswer", explanation.sourceAnswer},
+            {"notes", explanation.notes},
+            {"routes", routes},
+            {"deliveries", explanation.deliveries()}};
+}
+
+int runExplain(const ExplainOptions& options) {
+    ConfigPtr config;
+    try {
+        config = loadConfigFile(options.configFile);
+    } catch (const ConfigError& error) {
+        for (const auto& diagnostic : error.diagnostics()) {
+            std::fprintf(stderr, "%s\n", diagnostic.toString().c_str());
+        }
+        return 1;
+    }
+    const SourceConfig* source = config->sourceByName(options.source);
+    if (source == nullptr) {
+        std::string names;
+        for (const auto& s : config->sources) names += (names.empty() ? "" : ", ") + s.name;
+        std::fprintf(stderr, "explain: %s has no source %s (sources: %s)\n", options.configFile.c_str(),
+                     inQuotes(options.source).c_str(), names.empty() ? "none" : names.c_str());
+        return 2;
+    }
+    if (options.eventType && source->type != SourceType::github) {
+        std::fprintf(stderr, "explain: --event-type applies to github sources; %s is a %s source\n",
+                     inQuotes(options.source).c_str(), std::string(toString(source->type)).c_str());
+        return 2;
+    }
+    std::string why;
+    const std::optional<std::string> body = readFile(options.eventFile, why);
+    if (!body) {
+        std::fprintf(stderr, "explain: cannot read %s: %s\n", options.eventFile.c_str(), why.c_str());
+        return 1;
+    }
+    auto result = explain(*config, options.source, options.eventType.value_or("push"), *body, Clock::now());
+    if (const auto* error = std::get_if<ExplainError>(&result)) {
+        std::fprintf(stderr, "explain: %s: %s\n", options.eventFile.c_str(), error->message.c_str());
+        return 1;
+    }
+    const auto& explanation = std::get<Explanation>(result);
+    const std::string text =
+        options.json ? explanationJson(explanation).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
+                     : formatExplanation(explanation);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return 0;
+}
+
+}  // namespace fluxrelay

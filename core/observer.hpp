@@ -1,0 +1,55 @@
+// What the relay tells the outside about each event: a sink the ingest path and the dispatcher
+// report to (metrics, the status page's journal). Sinks observe; they never steer.
+#pragma once
+
+#include <chrono>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/event.hpp"
+
+namespace fluxrelay {
+
+// The fate of an event on one route: verdict name ("pass", "exclusion", "duplicate", ...),
+// the reason, and the targets it was queued for.
+struct RouteFate {
+    std::string route;
+    std::string verdict;
+    std::string reason;
+    std::vector<std::string> targets;
+};
+
+// One attempt at delivering one event to one target.
+struct AttemptReport {
+    std::string eventId;
+    std::string route;
+    std::string target;
+    std::string outcome;  // "delivered" | "retry" | "dead"
+    std::string detail;
+    std::chrono::duration<double> latency{0};
+    int attempt = 0;  // 1-based
+};
+
+class RelayObserver {
+public:
+    virtual ~RelayObserver() = default;
+
+    virtual void onReceived(std::string_view source) = 0;
+    // reason: metric label ("signature", "bad_json", "storage", ...)
+    virtual void onRejected(std::string_view source, int status, std::string_view reason, std::string_view error) = 0;
+    virtual void onAccepted(const Event& event, std::span<const RouteFate> routes) = 0;
+    virtual void onAttempt(const AttemptReport& report) = 0;
+};
+
+// Observes nothing: for tests and one-shot commands.
+class NullObserver final : public RelayObserver {
+public:
+    void onReceived(std::string_view) override {}
+    void onRejected(std::string_view, int, std::string_view, std::string_view) override {}
+    void onAccepted(const Event&, std::span<const RouteFate>) override {}
+    void onAttempt(const AttemptReport&) override {}
+};
+
+}  // namespace fluxrelay

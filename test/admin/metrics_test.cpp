@@ -1,0 +1,52 @@
+// Metrics rendering: names, labels, escaping, histogram buckets.
+#include <doctest/doctest.h>
+
+#include "admin/metrics.hpp"
+
+namespace fluxrelay {
+
+namespace {
+bool contains(const std::string& text, std::string_view needle) { return text.find(needle) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("counters render with their labels and HELP/TYPE lines") {
+    Metrics metrics;
+    metrics.countReceived("flux");
+    metrics.countReceived("flux");
+    metrics.countRejected("flux", "signature");
+    metrics.countDropped("errors", "exclusion");
+    const auto text = metrics.render();
+    CHECK(contains(text, "# TYPE fluxrelay_events_received_total counter\n"));
+    CHECK(contains(text, "fluxrelay_events_received_total{source=\"flux\"} 2\n"));
+    CHECK(contains(text, "fluxrelay_events_rejected_total{source=\"flux\",reason=\"signature\"} 1\n"));
+    CHECK(contains(text, "fluxrelay_events_dropped_total{route=\"errors\",reason=\"exclusion\"} 1\n"));
+    CHECK(contains(text, "fluxrelay_build_info{version=\"" FLUXRELAY_VERSION "\"} 1\n"));
+    CHECK(contains(text, "process_resident_memory_bytes "));
+    CHECK(contains(text, "fluxrelay_config_last_reload_successful 1\n"));
+}
+
+TEST_CASE("the delivery histogram is cumulative and ends with +Inf") {
+    Metrics metrics;
+    metrics.countDelivery("am", "delivered", 0.003);
+    metrics.countDelivery("am", "delivered", 0.2);
+    metrics.countDelivery("am", "retry", 100);
+    const auto text = metrics.render();
+    CHECK(contains(text, "fluxrelay_deliveries_total{target=\"am\",outcome=\"delivered\"} 2\n"));
+    CHECK(contains(text, "fluxrelay_delivery_duration_seconds_bucket{target=\"am\",le=\"0.005\"} 1\n"));
+    CHECK(contains(text, "fluxrelay_delivery_duration_seconds_bucket{target=\"am\",le=\"0.25\"} 2\n"));
+    CHECK(contains(text, "fluxrelay_delivery_duration_seconds_bucket{target=\"am\",le=\"30\"} 2\n"));
+    CHECK(contains(text, "fluxrelay_delivery_duration_seconds_bucket{target=\"am\",le=\"+Inf\"} 3\n"));
+    CHECK(contains(text, "fluxrelay_delivery_duration_seconds_count{target=\"am\"} 3\n"));
+}
+
+TEST_CASE("label values are escaped") {
+    CHECK(escapeLabelValue("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
+}
+
+TEST_CASE("a failed reload shows as 0") {
+    Metrics metrics;
+    metrics.setConfigReload(false, Clock::now());
+    CHECK(contains(metrics.render(), "fluxrelay_config_last_reload_successful 0\n"));
+}
+
+}  // namespace fluxrelay

@@ -1,0 +1,612 @@
+// The SQLite spool: the Storage contract, plus what only a durable spool promises — restarts,
+// schema migration, group commit, bounded waiting, retention, and storage failures it recovers from.
+#include <doctest/doctest.h>
+
+#include <sqlite3.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include "config/config.hpp"
+#include "storage/sqlite_storage.hpp"
+#include "storage_contract.hpp"
+
+namespace fluxrelay {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using namespace contract;
+
+// A fresh folder, removed with everything in it.
+class TempDir {
+public:
+    TempDir() {
+        std::string pattern = (fs::temp_directory_path() / "fluxrelay-sqlite-XXXXXX").string();
+        if (!mkdtemp(pattern.data())) {
+            throw std::runtime_error("mkdtemp failed");
+        }
+        path_ = pattern;
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        fs::remove_all(path_, ignored);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    const fs::path& path() const { return path_; }
+
+private:
+    fs::path path_;
+};
+
+StorageConfig configAt(const fs::path& folder, std::size_t maxQueued = 1'000'000) {
+    return StorageConfig{.path = folder.string(), .sync = SyncMode::normal, .maxQueuedDeliveries = maxQueued};
+}
+
+// A second connection to the database file, to look at what the spool wrote.
+class RawDatabase {
+public:
+    explicit RawDatabase(const fs::path& file) {
+        if (sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+            throw std::runtime_error("cannot open " + file.string());
+        }
+        sqlite3_busy_timeout(db_, 5000);
+    }
+    ~RawDatabase() { sqlite3_close_v2(db_); }
+    RawDatabase(const RawDatabase&) = delete;
+    RawDatabase& operator=(const RawDatabase&) = delete;
+
+    std::string text(const std::string& sql) {
+        sqlite3_stmt* stmt = nullptr;
+        if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+            throw std::runtime_error(sqlite3_errmsg(db_));
+        }
+        std::string value;
+        const int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW && sqlite3_column_text(stmt, 0)) {
+            value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+        } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            value = std::string("error: ") + sqlite3_errmsg(db_);
+        }
+        sqlite3_finalize(stmt);
+        return value;
+    }
+    long long number(const std::string& sql) { return std::stoll(text(sql)); }
+    void exec(const std::string& sql) {
+        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+            throw std::runtime_error(sqlite3_errmsg(db_));
+        }
+    }
+
+private:
+    sqlite3* db_ = nullptr;
+};
+
+// Holds the writer thread before its first batch until released, so tests can line requests
+// up behind it. Safe to outlive: the hook shares its state.
+class WriterGate {
+public:
+    WriterGate() : state_(std::make_shared<State>()) { state_->released = state_->release.get_future().share(); }
+    ~WriterGate() { release(); }
+
+    std::function<void()> hook() {
+        return [state = state_] {
+            if (state->armed.exchange(false)) {
+                state->entered.set_value();
+                state->released.wait();
+            }
+        };
+    }
+    void waitHeld() { state_->entered.get_future().wait(); }
+    void release() {
+        if (!state_->opened.exchange(true)) {
+            state_->release.set_value();
+        }
+    }
+
+private:
+    struct State {
+        std::atomic<bool> armed{true};
+        std::atomic<bool> opened{false};
+        std::promise<void> entered;
+        std::promise<void> release;
+        std::shared_future<void> released;
+    };
+    std::shared_ptr<State> state_;
+};
+
+// Makes every write to a regular file fail with EFBIG in this whole process, as a full disk
+// makes them fail with ENOSPC. Unlike permissions, root is bound by it, and it needs no privilege.
+class FileSizeLimit {
+public:
+    explicit FileSizeLimit(rlim_t bytes) {
+        getrlimit(RLIMIT_FSIZE, &saved_);
+        previous_ = std::signal(SIGXFSZ, SIG_IGN);  // fail the write instead of killing the process
+        rlimit limited = saved_;
+        limited.rlim_cur = bytes;
+        active_ = setrlimit(RLIMIT_FSIZE, &limited) == 0;
+    }
+    ~FileSizeLimit() {
+        setrlimit(RLIMIT_FSIZE, &saved_);
+        std::signal(SIGXFSZ, previous_);
+    }
+    FileSizeLimit(const FileSizeLimit&) = delete;
+    FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+    bool active() const { return active_; }
+
+private:
+    rlimit saved_{};
+    void (*previous_)(int) = nullptr;
+    bool active_ = false;
+};
+
+template <class Predicate>
+bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!predicate()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
+}
+
+std::vector<std::string> eventIds(const Claim& claim) {
+    std::vector<std::string> ids;
+    for (const auto& delivery : claim.deliveries) {
+        ids.push_back(delivery.event->id);
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+}  // namespace
+
+struct SqliteStorageFixture {
+    explicit SqliteStorageFixture(std::size_t maxQueuedDeliveries)
+        : storage(makeSqliteStorage(configAt(dir.path() / "spool", maxQueuedDeliveries))) {}
+    TempDir dir;
+    std::unique_ptr<Storage> storage;  // after dir: closed before the folder is removed
+};
+
+}  // namespace fluxrelay
+
+TYPE_TO_STRING(fluxrelay::SqliteStorageFixture);
+
+namespace fluxrelay {
+
+FLUXRELAY_STORAGE_CONTRACT(SqliteStorageFixture);
+
+TEST_CASE("the SQLite spool creates its folder and a WAL database at the current schema version") {
+    TempDir dir;
+    const auto folder = dir.path() / "data" / "nested";
+    {
+        auto storage = makeSqliteStorage(configAt(folder));
+        CHECK(storage->healthy());
+    }
+    REQUIRE(fs::exists(folder / "fluxrelay.db"));
+    RawDatabase raw(folder / "fluxrelay.db");
+    CHECK(raw.text("PRAGMA journal_mode") == "wal");
+    CHECK(raw.number("PRAGMA user_version") == 1);
+}
+
+TEST_CASE("migration from an empty database creates the schema") {
+    TempDir dir;
+    std::ofstream(dir.path() / "fluxrelay.db").close();  // an empty file is an empty database to SQLite
+    REQUIRE(fs::file_size(dir.path() / "fluxrelay.db") == 0);
+    {
+        auto storage = makeSqliteStorage(configAt(dir.path()));
+        CHECK(accept(*storage, request("e1")).stored);
+    }
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    CHECK(raw.number("PRAGMA user_version") == 1);
+    for (const char* table : {"events", "deliveries", "attempts", "dedup_keys", "kv"}) {
+        CAPTURE(table);
+        CHECK(raw.number(std::string("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '") + table +
+                         "'") == 1);
+    }
+    CHECK(raw.number("SELECT COUNT(*) FROM deliveries") == 1);
+}
+
+TEST_CASE("opening an existing v1 database keeps its data") {
+    TempDir dir;
+    {
+        auto storage = makeSqliteStorage(configAt(dir.path()));
+        CHECK(accept(*storage, request("e1")).stored);
+        CHECK(putValue(*storage, "k", "v", Duration{0}));
+    }
+    {
+        RawDatabase raw(dir.path() / "fluxrelay.db");
+        REQUIRE(raw.number("PRAGMA user_version") == 1);
+    }
+    auto storage = makeSqliteStorage(configAt(dir.path()));
+    CHECK(getValue(*storage, "k") == std::optional<std::string>("v"));
+    const auto claimed = claim(*storage, "am", 10);
+    CHECK(eventIds(claimed) == std::vector<std::string>{"e1"});
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    CHECK(raw.number("PRAGMA user_version") == 1);
+}
+
+TEST_CASE("start-up fails loudly when the database cannot be used") {
+    TempDir dir;
+    SUBCASE("a schema newer than this build") {
+        {
+            RawDatabase raw(dir.path() / "fluxrelay.db");
+            raw.exec("PRAGMA user_version = 99");
+        }
+        CHECK_THROWS_AS(makeSqliteStorage(configAt(dir.path())), std::runtime_error);
+    }
+    SUBCASE("a file that is not a database") {
+        std::ofstream(dir.path() / "fluxrelay.db") << std::string(4096, 'x');
+        CHECK_THROWS_AS(makeSqliteStorage(configAt(dir.path())), std::runtime_error);
+    }
+    SUBCASE("a folder that cannot be created") {
+        std::ofstream(dir.path() / "plain-file") << "x";
+        CHECK_THROWS_AS(makeSqliteStorage(configAt(dir.path() / "plain-file" / "spool")), std::runtime_error);
+    }
+}
+
+TEST_CASE("queued work, retry schedule, dead letters, keys and values survive a restart") {
+    TempDir dir;
+    const auto now = Clock::now();
+    std::uint64_t leasedId = 0;
+    std::uint64_t deadId = 0;
+    {
+        auto storage = makeSqliteStorage(configAt(dir.path()));
+        CHECK(accept(*storage, request("e1", "", {"am", "github"})).stored);
+        CHECK(accept(*storage, request("e2", "errors:k")).stored);
+        CHECK(accept(*storage, request("e3", "", {"broken"})).stored);
+        auto idempotent = request("e4", "", {"reconcile"});
+        idempotent.idempotencyKey = "github-delivery:abc";
+        idempotent.idempotencyWindow = 24h;
+        CHECK(accept(*storage, std::move(idempotent)).stored);
+        CHECK(putValue(*storage, "forever", "v1", Duration{0}));
+        CHECK(putValue(*storage, "an-hour", "v2", 1h));
+
+        // e1 to am: leased when the process stops, so it is sent again.
+        const auto leased = claim(*storage, "am", 1);
+        REQUIRE(leased.deliveries.size() == 1);
+        leasedId = leased.deliveries[0].id;
+        // e1 to github: failed once, retried in an hour.
+        const auto retried = claim(*storage, "github", 10);
+        REQUIRE(retried.deliveries.size() == 1);
+        settle(*storage, {{.deliveryId = retried.deliveries[0].id,
+                           .kind = SettleKind::retry,
+                           .nextAttemptAt = now + 1h,
+                           .error = "HTTP 503"}});
+        // e3: dead.
+        const auto broken = claim(*storage, "broken", 10);
+        REQUIRE(broken.deliveries.size() == 1);
+        deadId = broken.deliveries[0].id;
+        settle(*storage, {{.deliveryId = deadId, .kind = SettleKind::dead, .nextAttemptAt = {}, .error = "HTTP 400"}});
+    }
+
+    auto storage = makeSqliteStorage(configAt(dir.path()));
+    const auto am = claim(*storage, "am", 10);
+    CHECK(eventIds(am) == std::vector<std::string>{"e1", "e2"});
+    bool sawLeased = false;
+    for (const auto& delivery : am.deliveries) {
+        if (delivery.id == leasedId) {
+            sawLeased = true;
+            CHECK(delivery.attempts == 0);
+        }
+    }
+    CHECK(sawLeased);
+
+    const auto early = claim(*storage, "github", 10, now + 59min);
+    CHECK(early.deliveries.empty());
+    REQUIRE(early.nextDue.has_value());
+    CHECK(*early.nextDue == now + 1h);
+    const auto due = claim(*storage, "github", 10, now + 1h);
+    REQUIRE(due.deliveries.size() == 1);
+    CHECK(due.deliveries[0].attempts == 1);
+    CHECK(due.deliveries[0].lastError == "HTTP 503");
+
+    const auto letters = deadLetters(*storage);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].delivery.id == deadId);
+    CHECK(letters[0].reason == "HTTP 400");
+    CHECK(letters[0].delivery.event->id == "e3");
+
+    CHECK(accept(*storage, request("e5", "errors:k")).duplicateRoutes == std::vector<std::string>{"errors"});
+    auto again = request("e6", "", {"reconcile"});
+    again.idempotencyKey = "github-delivery:abc";
+    again.idempotencyWindow = 24h;
+    CHECK(accept(*storage, std::move(again)).duplicateEvent);
+    CHECK(getValue(*storage, "forever") == std::optional<std::string>("v1"));
+    CHECK(getValue(*storage, "an-hour") == std::optional<std::string>("v2"));
+
+    CHECK(replay(*storage, deadId));
+    CHECK(eventIds(claim(*storage, "broken", 10)) == std::vector<std::string>{"e3"});
+}
+
+TEST_CASE("every attempt is recorded, the newest few kept per delivery") {
+    TempDir dir;
+    auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.attemptsKept = 3});
+    accept(*storage, request("e1"));
+    std::uint64_t id = 0;
+    for (int attempt = 1; attempt <= 5; ++attempt) {
+        const auto claimed = claim(*storage, "am", 10);
+        REQUIRE(claimed.deliveries.size() == 1);
+        id = claimed.deliveries[0].id;
+        settle(*storage, {{.deliveryId = id,
+                           .kind = SettleKind::retry,
+                           .nextAttemptAt = Clock::now(),
+                           .error = "HTTP 503 #" + std::to_string(attempt)}});
+    }
+    const auto claimed = claim(*storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 1);
+    settle(*storage, {{.deliveryId = id, .kind = SettleKind::delivered, .nextAttemptAt = {}, .error = ""}});
+
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    const auto where = " FROM attempts WHERE delivery_id = " + std::to_string(id);
+    CHECK(raw.number("SELECT COUNT(*)" + where) == 3);
+    CHECK(raw.text("SELECT group_concat(outcome || ':' || detail, ',') FROM (SELECT outcome, detail" + where +
+                   " ORDER BY id)") == "retry:HTTP 503 #4,retry:HTTP 503 #5,delivered:");
+    CHECK(raw.number("SELECT attempts FROM deliveries WHERE id = " + std::to_string(id)) == 6);
+}
+
+// Sends `perThread` accepts from each of `threads` threads, each sender keeping up to `window` of
+// them in flight (1: it waits for every answer, as one HTTP sender waits for its 202).
+// Returns how many were stored.
+int acceptFromThreads(Storage& storage, int threads, int perThread, std::size_t window) {
+    std::atomic<int> stored{0};
+    std::vector<std::thread> senders;
+    for (int t = 0; t < threads; ++t) {
+        senders.emplace_back([&, t] {
+            std::deque<std::future<AcceptResult>> inFlight;
+            for (int i = 0; i < perThread; ++i) {
+                inFlight.push_back(asyncAccept(storage, request("t" + std::to_string(t) + "-" + std::to_string(i)),
+                                               boost::asio::use_future));
+                if (inFlight.size() >= window) {
+                    stored += inFlight.front().get().stored ? 1 : 0;
+                    inFlight.pop_front();
+                }
+            }
+            for (auto& result : inFlight) {
+                stored += result.get().stored ? 1 : 0;
+            }
+        });
+    }
+    for (auto& sender : senders) {
+        sender.join();
+    }
+    return stored;
+}
+
+TEST_CASE("group commit: concurrent accepts from several threads share transactions") {
+    TempDir dir;
+    auto config = configAt(dir.path());
+    config.sync = SyncMode::full;  // a real sync per transaction, as on a production disk
+    auto storage = makeSqliteStorage(config, {});
+
+    SUBCASE("senders that fire without waiting") {
+        const auto before = storage->transactionsCommitted();
+        CHECK(acceptFromThreads(*storage, 4, 250, 1000) == 1000);
+        const auto transactions = storage->transactionsCommitted() - before;
+        MESSAGE("1000 accepts from 4 threads, none waiting: " << transactions << " transactions");
+        CHECK(transactions < 1000);
+    }
+    SUBCASE("senders that each wait for their answer") {
+        const auto before = storage->transactionsCommitted();
+        CHECK(acceptFromThreads(*storage, 8, 100, 1) == 800);
+        const auto transactions = storage->transactionsCommitted() - before;
+        MESSAGE("800 accepts from 8 threads, each waiting for its answer: " << transactions << " transactions");
+        CHECK(transactions < 800);
+    }
+    CHECK(claim(*storage, "am", 5000).deliveries.size() > 0);
+}
+
+TEST_CASE("group commit: everything that queued up behind a busy writer is one transaction") {
+    TempDir dir;
+    WriterGate gate;
+    auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.maxBatch = 512, .beforeBatch = gate.hook()});
+    auto first = asyncAccept(*storage, request("first"), boost::asio::use_future);
+    gate.waitHeld();
+    const auto before = storage->transactionsCommitted();
+    std::vector<std::future<AcceptResult>> results;
+    for (int i = 0; i < 1000; ++i) {
+        results.push_back(asyncAccept(*storage, request("e" + std::to_string(i)), boost::asio::use_future));
+    }
+    gate.release();
+    CHECK(first.get().stored);
+    int stored = 0;
+    for (auto& result : results) {
+        stored += result.get().stored ? 1 : 0;
+    }
+    CHECK(stored == 1000);
+    const auto transactions = storage->transactionsCommitted() - before;
+    MESSAGE("1 + 1000 queued accepts committed in " << transactions << " transactions");
+    CHECK(transactions <= 3);  // the held one, then 1000 in batches of 512
+}
+
+TEST_CASE("when too many requests wait for the writer, accepts are refused as busy, settlements are not") {
+    TempDir dir;
+    WriterGate gate;
+    auto storage =
+        makeSqliteStorage(configAt(dir.path()), SqliteTuning{.maxWaitingRequests = 4, .beforeBatch = gate.hook()});
+    auto first = asyncAccept(*storage, request("first"), boost::asio::use_future);
+    gate.waitHeld();
+    std::vector<std::future<AcceptResult>> queued;
+    for (int i = 0; i < 4; ++i) {
+        queued.push_back(asyncAccept(*storage, request("e" + std::to_string(i)), boost::asio::use_future));
+    }
+    const auto refused = accept(*storage, request("one-too-many"));  // completes while the writer is held
+    CHECK_FALSE(refused.stored);
+    CHECK(refused.error.find("storage busy") != std::string::npos);
+    // Queued behind the accepts, so it asks about a moment after they are stored.
+    auto claimed = asyncClaim(*storage, "am", 100, Clock::now() + 1min, boost::asio::use_future);
+    gate.release();
+    CHECK(first.get().stored);
+    for (auto& result : queued) {
+        CHECK(result.get().stored);
+    }
+    CHECK(claimed.get().deliveries.size() == 5);
+}
+
+TEST_CASE("shutting down answers and writes everything still queued") {
+    TempDir dir;
+    std::vector<std::future<AcceptResult>> results;
+    {
+        WriterGate gate;
+        auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.beforeBatch = gate.hook()});
+        results.push_back(asyncAccept(*storage, request("first"), boost::asio::use_future));
+        gate.waitHeld();
+        for (int i = 0; i < 50; ++i) {
+            results.push_back(asyncAccept(*storage, request("e" + std::to_string(i)), boost::asio::use_future));
+        }
+        std::thread closer([&] { storage.reset(); });  // stops while the writer is still held
+        std::this_thread::sleep_for(50ms);
+        gate.release();
+        closer.join();
+    }
+    for (auto& result : results) {
+        CHECK(result.get().stored);
+    }
+    auto storage = makeSqliteStorage(configAt(dir.path()));
+    CHECK(claim(*storage, "am", 100).deliveries.size() == 51);
+}
+
+TEST_CASE("retention removes old delivered and dead rows, events nothing needs, expired keys and values") {
+    TempDir dir;
+    auto config = configAt(dir.path(), 3);
+    config.retention = 100ms;
+    auto storage = makeSqliteStorage(config, SqliteTuning{.pruneInterval = 20ms});
+    CHECK(accept(*storage, request("delivered")).stored);
+    CHECK(accept(*storage, request("dead", "errors:short")).stored);
+    CHECK(accept(*storage, request("waiting", "", {"slow"})).stored);
+    CHECK(putValue(*storage, "short", "v", 1ms));
+    CHECK(putValue(*storage, "forever", "v", Duration{0}));
+    auto claimed = claim(*storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 2);
+    settle(*storage, {{.deliveryId = claimed.deliveries[0].id, .kind = SettleKind::delivered},
+                      {.deliveryId = claimed.deliveries[1].id, .kind = SettleKind::dead, .error = "HTTP 400"}});
+    CHECK_FALSE(accept(*storage, request("refused", "", {"a", "b"})).stored);  // the dead letter still counts
+
+    // The dedup key's window is 5 minutes: it outlives the pruning.
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM deliveries") == 1; }));
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM events") == 1; }));
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv") == 1; }));
+    CHECK(raw.text("SELECT id FROM events") == "waiting");
+    CHECK(raw.number("SELECT COUNT(*) FROM attempts") == 0);
+    CHECK(raw.number("SELECT COUNT(*) FROM dedup_keys") == 1);
+    CHECK(deadLetters(*storage).empty());
+    CHECK(getValue(*storage, "forever") == std::optional<std::string>("v"));
+    CHECK(accept(*storage, request("fits-again", "", {"a", "b"})).stored);
+}
+
+TEST_CASE("expired dedup keys are pruned") {
+    TempDir dir;
+    auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.pruneInterval = 20ms});
+    auto req = request("e1", "errors:k");
+    req.routes[0].dedupWindow = 1ms;
+    CHECK(accept(*storage, std::move(req)).stored);
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM dedup_keys") == 0; }));
+    CHECK(accept(*storage, request("e2", "errors:k")).duplicateRoutes.empty());
+}
+
+TEST_CASE("a failing disk fails whole writes, turns unhealthy, and recovers by itself") {
+    TempDir dir;
+    auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.probeInterval = 20ms});
+    CHECK(accept(*storage, request("before")).stored);
+    CHECK(storage->healthy());
+
+    // Nothing that writes to a file may run inside the limit, test output included.
+    AcceptResult failed;
+    bool put = true;
+    bool healthyAfterFailure = true;
+    bool healthyWhileBroken = true;
+    bool limited = false;
+    {
+        FileSizeLimit limit(0);
+        limited = limit.active();
+        failed = accept(*storage, request("during", "errors:during", {"am", "github"}));
+        healthyAfterFailure = storage->healthy();
+        put = putValue(*storage, "k", "v", Duration{0});
+        std::this_thread::sleep_for(100ms);  // several probes fail meanwhile
+        healthyWhileBroken = storage->healthy();
+    }
+    REQUIRE(limited);
+    CHECK_FALSE(failed.stored);
+    CHECK(failed.error.find("storage unavailable") != std::string::npos);
+    CHECK_FALSE(healthyAfterFailure);
+    CHECK_FALSE(put);
+    CHECK_FALSE(healthyWhileBroken);
+
+    // No traffic needed: the probe write notices the disk works again.
+    CHECK(eventually([&] { return storage->healthy(); }));
+    CHECK(accept(*storage, request("after")).stored);
+    // Nothing of the failed accept was kept: no deliveries, and its dedup key is free.
+    CHECK(eventIds(claim(*storage, "am", 10)) == std::vector<std::string>{"after", "before"});
+    CHECK(claim(*storage, "github", 10).deliveries.empty());
+    CHECK(accept(*storage, request("during-again", "errors:during")).duplicateRoutes.empty());
+}
+
+TEST_CASE("a settlement the disk refused is recorded once the disk works again") {
+    TempDir dir;
+    auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.probeInterval = 20ms});
+    CHECK(accept(*storage, request("e1")).stored);
+    const auto claimed = claim(*storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 1);
+    {
+        FileSizeLimit limit(0);
+        settle(*storage, {{.deliveryId = claimed.deliveries[0].id, .kind = SettleKind::dead, .error = "HTTP 400"}});
+    }
+    CHECK(eventually([&] { return storage->healthy(); }));
+    const auto letters = deadLetters(*storage);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].reason == "HTTP 400");
+}
+
+TEST_CASE("a deleted database fails the write that notices, then is created afresh") {
+    TempDir dir;
+    const auto folder = dir.path() / "spool";
+    auto storage = makeSqliteStorage(configAt(folder), SqliteTuning{.probeInterval = std::chrono::hours(1)});
+    CHECK(accept(*storage, request("e1")).stored);
+    fs::remove_all(folder);
+
+    const auto failed = accept(*storage, request("e2"));
+    CHECK_FALSE(failed.stored);
+    CHECK_FALSE(storage->healthy());
+
+    CHECK(accept(*storage, request("e3")).stored);
+    CHECK(storage->healthy());
+    CHECK(fs::exists(folder / "fluxrelay.db"));
+    CHECK(eventIds(claim(*storage, "am", 10)) == std::vector<std::string>{"e3"});
+}
+
+TEST_CASE("an unreadable event record becomes a dead letter instead of blocking its queue") {
+    TempDir dir;
+    {
+        auto storage = makeSqliteStorage(configAt(dir.path()));
+        CHECK(accept(*storage, request("bad")).stored);
+        CHECK(accept(*storage, request("good")).stored);
+    }
+    {
+        RawDatabase raw(dir.path() / "fluxrelay.db");
+        raw.exec("UPDATE events SET body = 'not json' WHERE id = 'bad'");
+    }
+    auto storage = makeSqliteStorage(configAt(dir.path()));
+    CHECK(eventIds(claim(*storage, "am", 10)) == std::vector<std::string>{"good"});
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    CHECK(raw.text("SELECT d.state FROM deliveries d JOIN events e ON e.ref = d.event_ref WHERE e.id = 'bad'") ==
+          "dead");
+}
+
+}  // namespace fluxrelay

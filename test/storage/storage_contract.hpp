@@ -1,0 +1,280 @@
+// The Storage contract, written once and run against every spool: dedup, due order, retry, dead
+// letters, values, debounce. A test file runs it with FLUXRELAY_STORAGE_CONTRACT(Fixture), where
+// Fixture(maxQueuedDeliveries) holds a fresh spool in its member `storage`.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/use_future.hpp>
+
+#include "storage/storage.hpp"
+
+namespace fluxrelay::contract {
+
+namespace asio = boost::asio;
+
+inline EventPtr makeEvent(std::string id) {
+    return std::make_shared<const Event>(
+        Event{.id = std::move(id), .source = "flux", .receivedAt = Clock::now(), .payload = FluxEvent{}});
+}
+
+inline AcceptRequest request(std::string id, std::string dedupKey = {}, std::vector<std::string> targets = {"am"}) {
+    auto event = makeEvent(std::move(id));
+    return AcceptRequest{.event = event,
+                         .routes = {{.name = "errors",
+                                     .dedupKey = std::move(dedupKey),
+                                     .dedupWindow = std::chrono::minutes(5),
+                                     .event = event,
+                                     .targets = std::move(targets)}},
+                         .idempotencyKey = {},
+                         .idempotencyWindow = {}};
+}
+
+// Each runs one storage operation to completion (use_future completes on the system executor).
+inline AcceptResult accept(Storage& storage, AcceptRequest req) {
+    return asyncAccept(storage, std::move(req), asio::use_future).get();
+}
+
+inline Claim claim(Storage& storage, std::string target, std::size_t max, TimePoint now = Clock::now()) {
+    return asyncClaim(storage, std::move(target), max, now, asio::use_future).get();
+}
+
+inline void settle(Storage& storage, std::vector<Settlement> settlements) {
+    asyncSettle(storage, std::move(settlements), asio::use_future).get();
+}
+
+inline std::vector<DeadLetter> deadLetters(Storage& storage, std::size_t limit = 10) {
+    return asyncDeadLetters(storage, limit, asio::use_future).get();
+}
+
+inline bool replay(Storage& storage, std::uint64_t id) { return asyncReplay(storage, id, asio::use_future).get(); }
+
+inline std::optional<std::string> getValue(Storage& storage, std::string key) {
+    return asyncGetValue(storage, std::move(key), asio::use_future).get();
+}
+
+inline bool putValue(Storage& storage, std::string key, std::string value, Duration ttl) {
+    return asyncPutValue(storage, std::move(key), std::move(value), ttl, asio::use_future).get();
+}
+
+inline void eraseValue(Storage& storage, std::string key) {
+    asyncEraseValue(storage, std::move(key), asio::use_future).get();
+}
+
+}  // namespace fluxrelay::contract
+
+namespace fluxrelay {
+
+TEST_CASE_TEMPLATE_DEFINE("accepted deliveries are claimed once, per target", F, contract_claimed_once) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    std::vector<std::string> woken;
+    storage.onWork([&](const std::string& target) { woken.push_back(target); });
+
+    const auto result = accept(storage, request("e1", "", {"am", "github"}));
+    CHECK(result.stored);
+    CHECK(woken == std::vector<std::string>{"am", "github"});
+
+    auto first = claim(storage, "am", 10);
+    REQUIRE(first.deliveries.size() == 1);
+    CHECK(first.deliveries[0].event->id == "e1");
+    CHECK(first.deliveries[0].target == "am");
+    CHECK(claim(storage, "am", 10).deliveries.empty());  // leased, not handed out twice
+    CHECK(claim(storage, "github", 10).deliveries.size() == 1);
+    storage.onWork({});
+}
+
+TEST_CASE_TEMPLATE_DEFINE("a held dedup key suppresses the route, not the event", F, contract_dedup) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    CHECK(accept(storage, request("e1", "errors:k")).duplicateRoutes.empty());
+    const auto second = accept(storage, request("e2", "errors:k"));
+    CHECK(second.stored);
+    CHECK(second.duplicateRoutes == std::vector<std::string>{"errors"});
+    CHECK(claim(storage, "am", 10).deliveries.size() == 1);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("a retried delivery comes back when due, with its attempt counted", F, contract_retry) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    accept(storage, request("e1"));
+    const auto now = Clock::now();
+    auto claimed = claim(storage, "am", 10, now);
+    REQUIRE(claimed.deliveries.size() == 1);
+    settle(storage, {{.deliveryId = claimed.deliveries[0].id,
+                      .kind = SettleKind::retry,
+                      .nextAttemptAt = now + std::chrono::seconds(30),
+                      .error = "HTTP 503"}});
+
+    const auto early = claim(storage, "am", 10, now + std::chrono::seconds(29));
+    CHECK(early.deliveries.empty());
+    REQUIRE(early.nextDue.has_value());
+    CHECK(*early.nextDue == now + std::chrono::seconds(30));
+
+    const auto due = claim(storage, "am", 10, now + std::chrono::seconds(30));
+    REQUIRE(due.deliveries.size() == 1);
+    CHECK(due.deliveries[0].attempts == 1);
+    CHECK(due.deliveries[0].lastError == "HTTP 503");
+}
+
+TEST_CASE_TEMPLATE_DEFINE("a released delivery is queued again without an attempt counted", F, contract_release) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    accept(storage, request("e1"));
+    auto claimed = claim(storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 1);
+    const Delivery& delivery = claimed.deliveries[0];
+    settle(storage, {{.deliveryId = delivery.id,
+                      .kind = SettleKind::release,
+                      .nextAttemptAt = delivery.nextAttemptAt,
+                      .error = delivery.lastError}});
+    const auto again = claim(storage, "am", 10);
+    REQUIRE(again.deliveries.size() == 1);
+    CHECK(again.deliveries[0].id == delivery.id);
+    CHECK(again.deliveries[0].attempts == 0);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("dead letters are listed and replayable", F, contract_dead_letters) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    accept(storage, request("e1"));
+    auto claimed = claim(storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 1);
+    const auto id = claimed.deliveries[0].id;
+    settle(storage, {{.deliveryId = id, .kind = SettleKind::dead, .nextAttemptAt = {}, .error = "HTTP 400: bad"}});
+
+    auto letters = deadLetters(storage);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].reason == "HTTP 400: bad");
+    CHECK(letters[0].delivery.id == id);
+    REQUIRE(letters[0].delivery.event != nullptr);
+    CHECK(letters[0].delivery.event->id == "e1");
+    CHECK(claim(storage, "am", 10).deliveries.empty());
+
+    CHECK(replay(storage, id));
+    CHECK_FALSE(replay(storage, id));  // no longer a dead letter
+    CHECK(deadLetters(storage).empty());
+    const auto replayed = claim(storage, "am", 10);
+    REQUIRE(replayed.deliveries.size() == 1);
+    CHECK(replayed.deliveries[0].attempts == 0);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("replaying an unknown dead letter says so", F, contract_replay_unknown) {
+    using namespace contract;
+    F fixture(100);
+    CHECK_FALSE(replay(*fixture.storage, 12345));
+}
+
+TEST_CASE_TEMPLATE_DEFINE("past its bound the spool refuses, so ingest can answer 503", F, contract_bound) {
+    using namespace contract;
+    F fixture(2);
+    Storage& storage = *fixture.storage;
+    CHECK(accept(storage, request("e1", "", {"a", "b"})).stored);
+    const auto refused = accept(storage, request("e2"));
+    CHECK_FALSE(refused.stored);
+    CHECK(refused.error.find("queue full") != std::string::npos);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("an idempotency key makes a second accept a duplicate that stores nothing", F,
+                          contract_idempotency) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    auto first = request("e1");
+    first.idempotencyKey = "github-delivery:abc";
+    first.idempotencyWindow = std::chrono::hours(24);
+    auto second = first;
+    CHECK_FALSE(accept(storage, std::move(first)).duplicateEvent);
+    const auto again = accept(storage, std::move(second));
+    CHECK(again.stored);
+    CHECK(again.duplicateEvent);
+    CHECK(claim(storage, "am", 10).deliveries.size() == 1);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("values are kept, overwritten, expired and erased", F, contract_values) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    CHECK_FALSE(getValue(storage, "k").has_value());
+    CHECK(putValue(storage, "k", "v1", Duration{0}));
+    CHECK(getValue(storage, "k") == std::optional<std::string>("v1"));
+    putValue(storage, "k", "v2", std::chrono::hours(1));
+    CHECK(getValue(storage, "k") == std::optional<std::string>("v2"));
+    eraseValue(storage, "k");
+    CHECK_FALSE(getValue(storage, "k").has_value());
+
+    putValue(storage, "short", "v", std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK_FALSE(getValue(storage, "short").has_value());
+}
+
+TEST_CASE_TEMPLATE_DEFINE("a debounced burst becomes one delivery of the latest event, due after the delay", F,
+                          contract_debounce) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    const auto start = Clock::now();
+    for (const auto* id : {"push-1", "push-2", "push-3"}) {
+        auto req = request(id);
+        req.routes[0].delay = std::chrono::seconds(10);
+        req.routes[0].coalesceKey = "reconcile-on-push";
+        CHECK(accept(storage, std::move(req)).stored);
+    }
+    CHECK(claim(storage, "am", 10, start).deliveries.empty());
+    const auto due = claim(storage, "am", 10, start + std::chrono::seconds(11));
+    REQUIRE(due.deliveries.size() == 1);
+    CHECK(due.deliveries[0].event->id == "push-3");
+
+    // Once claimed, the next push starts a new burst rather than joining a delivery in flight.
+    auto next = request("push-4");
+    next.routes[0].coalesceKey = "reconcile-on-push";
+    accept(storage, std::move(next));
+    const auto after = claim(storage, "am", 10, start + std::chrono::seconds(11));
+    REQUIRE(after.deliveries.size() == 1);
+    CHECK(after.deliveries[0].event->id == "push-4");
+}
+
+TEST_CASE_TEMPLATE_DEFINE("each route delivers its own form of the event", F, contract_route_event) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    auto req = request("e1");
+    auto routed = std::make_shared<Event>(*req.event);
+    FluxEvent flux;
+    flux.metadata["cluster"] = "home";
+    routed->payload = flux;
+    req.routes[0].event = routed;
+    CHECK(accept(storage, std::move(req)).stored);
+    const auto claimed = claim(storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 1);
+    REQUIRE(claimed.deliveries[0].event->flux() != nullptr);
+    CHECK(claimed.deliveries[0].event->flux()->metadata.at("cluster") == "home");
+}
+
+}  // namespace fluxrelay
+
+// Runs every contract case above on one spool.
+#define FLUXRELAY_STORAGE_CONTRACT(Fixture)                      \
+    TEST_CASE_TEMPLATE_INVOKE(contract_claimed_once, Fixture);   \
+    TEST_CASE_TEMPLATE_INVOKE(contract_dedup, Fixture);          \
+    TEST_CASE_TEMPLATE_INVOKE(contract_retry, Fixture);          \
+    TEST_CASE_TEMPLATE_INVOKE(contract_release, Fixture);        \
+    TEST_CASE_TEMPLATE_INVOKE(contract_dead_letters, Fixture);   \
+    TEST_CASE_TEMPLATE_INVOKE(contract_replay_unknown, Fixture); \
+    TEST_CASE_TEMPLATE_INVOKE(contract_bound, Fixture);          \
+    TEST_CASE_TEMPLATE_INVOKE(contract_idempotency, Fixture);    \
+    TEST_CASE_TEMPLATE_INVOKE(contract_values, Fixture);         \
+    TEST_CASE_TEMPLATE_INVOKE(contract_debounce, Fixture);       \
+    TEST_CASE_TEMPLATE_INVOKE(contract_route_event, Fixture)
