@@ -56,7 +56,7 @@ public:
           io_(initial->server.ioThreads),
           control_(asio::make_strand(io_)),
           storage_(makeMemoryStorage(initial->storage.maxQueuedDeliveries)),
-          ingest_([this] { return config(); }, *storage_),
+          ingest_([this] { return config(); }, *storage_, telemetry_),
           admin_([this] { return config(); }, *storage_, telemetry_, [this] { return dispatcher_->health(); }),
           signals_(io_, SIGTERM, SIGINT),
           reloadSignal_(io_, SIGHUP) {

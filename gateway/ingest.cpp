@@ -35,7 +35,8 @@ std::optional<HttpServerResponse> healthResponse(std::string_view path, bool rea
     return std::nullopt;
 }
 
-Ingest::Ingest(std::function<ConfigPtr()> config, Storage& storage) : config_(std::move(config)), storage_(storage) {}
+Ingest::Ingest(std::function<ConfigPtr()> config, Storage& storage, RelayObserver& observer)
+    : config_(std::move(config)), storage_(storage), observer_(observer) {}
 
 boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& request) {
     const ConfigPtr config = config_();
@@ -47,8 +48,11 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
     if (source == nullptr) {
         co_return errorResponse(404, "no source is configured at " + std::string(path));
     }
+    observer_.onReceived(source->name);
     if (request.method() != http::verb::post) {
-        auto response = errorResponse(405, "method " + std::string(request.method_string()) + " is not allowed; use POST");
+        const std::string error = "method " + std::string(request.method_string()) + " is not allowed; use POST";
+        observer_.onRejected(source->name, 405, "method", error);
+        auto response = errorResponse(405, error);
         response.set(http::field::allow, "POST");
         co_return response;
     }
@@ -63,8 +67,9 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
             return std::string_view(it->value());
         },
     };
-    const auto rejected = [&source](const Rejection& rejection) {
+    const auto rejected = [this, &source](const Rejection& rejection) {
         spdlog::info("rejected request on source {}: {} ({})", source->name, rejection.error, rejection.status);
+        observer_.onRejected(source->name, rejection.status, rejection.reason, rejection.error);
         return errorResponse(rejection.status, rejection.error);
     };
     const auto newEvent = [&source](auto payload) {
@@ -101,7 +106,11 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
         request.idempotencyKey = "github-delivery:" + event->source + ":" + github->deliveryId;
         request.idempotencyWindow = githubDeliveryWindow;
     }
+    std::vector<RouteFate> fates;
     for (auto& plan : planRoutes(config, event)) {
+        RouteFate& fate = fates.emplace_back(RouteFate{.route = plan.route,
+                                                       .verdict = std::string(toString(plan.decision.verdict)),
+                                                       .reason = plan.decision.reason});
         if (!plan.decision.passed()) {
             spdlog::debug("event {} not routed by {}: {}", event->id, plan.route, plan.decision.reason);
             continue;
@@ -119,16 +128,21 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
             } else {
                 spdlog::debug("event {} route {} skips target {}: {}", event->id, plan.route, target.target,
                               target.decision.reason);
+                fate.reason += (fate.reason.empty() ? "" : "; ") + target.target + ": " + target.decision.reason;
             }
         }
-        if (!route.targets.empty()) {
-            request.routes.push_back(std::move(route));
+        if (route.targets.empty()) {
+            fate.verdict = std::string(toString(Verdict::targetRule));
+            continue;
         }
+        fate.targets = route.targets;
+        request.routes.push_back(std::move(route));
     }
 
     const AcceptResult result = co_await asyncAccept(storage_, std::move(request), boost::asio::use_awaitable);
     if (!result.stored) {
         spdlog::error("event from source {} not stored: {}", event->source, result.error);
+        observer_.onRejected(event->source, 503, "storage", result.error);
         auto response = errorResponse(503, "storage unavailable, retry later");
         response.set(http::field::retry_after, "5");
         co_return response;
@@ -140,7 +154,15 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
     }
     for (const auto& route : result.duplicateRoutes) {
         spdlog::debug("event {} suppressed as a duplicate on route {}", event->id, route);
+        for (auto& fate : fates) {
+            if (fate.route == route) {
+                fate.verdict = std::string(toString(Verdict::duplicate));
+                fate.reason = "an identical event was forwarded within the dedup window";
+                fate.targets.clear();
+            }
+        }
     }
+    observer_.onAccepted(*event, fates);
     co_return jsonResponse(202, nlohmann::json{{"status", "accepted"}, {"id", event->id}}.dump());
 }
 

@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "config/config.hpp"
+#include "core/observer.hpp"
 #include "gateway/server.hpp"
 #include "storage/storage.hpp"
 
@@ -15,7 +16,7 @@ class Ingest {
 public:
     // `config` returns the config in force; it is read once per request, so a reload never
     // changes the rules halfway through one.
-    Ingest(std::function<ConfigPtr()> config, Storage& storage);
+    Ingest(std::function<ConfigPtr()> config, Storage& storage, RelayObserver& observer);
 
     boost::asio::awaitable<HttpServerResponse> handle(HttpServerRequest& request);
 
@@ -24,6 +25,7 @@ private:
 
     std::function<ConfigPtr()> config_;
     Storage& storage_;
+    RelayObserver& observer_;
 };
 
 // Health answers shared by both listeners: /healthz is liveness, /readyz readiness.
