@@ -55,7 +55,7 @@ public:
           config_(initial),
           io_(initial->server.ioThreads),
           control_(asio::make_strand(io_)),
-          storage_(makeMemoryStorage(initial->storage.maxQueuedDeliveries)),
+          storage_(makeStorage(initial->storage)),
           ingest_([this] { return config(); }, *storage_, telemetry_),
           admin_([this] { return config(); }, *storage_, telemetry_, [this] { return dispatcher_->health(); }),
           signals_(io_, SIGTERM, SIGINT),
