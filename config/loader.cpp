@@ -1082,17 +1082,16 @@ private:
         }
     }
 
-    // Alertmanager alerts and commit statuses are made from Flux events; a Receiver trigger
-    // forwards a GitHub delivery; a Kubernetes reconcile request can follow either.
+    // Alertmanager alerts and commit statuses are made from Flux events; a Receiver trigger and a
+    // Kubernetes reconcile request answer a GitHub delivery (the same rule as targetAccepts).
     static bool accepts(TargetType target, SourceType source) {
         switch (target) {
             case TargetType::alertmanager:
             case TargetType::github:
                 return source == SourceType::flux;
             case TargetType::fluxReceiver:
-                return source == SourceType::github;
             case TargetType::kubernetes:
-                return true;
+                return source == SourceType::github;
         }
         return false;
     }
