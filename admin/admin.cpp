@@ -1,6 +1,7 @@
 // Admin API: status page, health, /metrics, recent events, failing objects, targets, dead letters (list, replay).
 #include "admin/admin.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include <boost/asio/use_awaitable.hpp>
@@ -72,6 +73,7 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
         co_return response;
     }
     if (path == "/metrics" && get) {
+        co_await refreshQueueGauges();
         auto response = HttpServerResponse{http::status::ok, request.version()};
         response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         response.body() = telemetry_.metrics().render();
@@ -103,6 +105,18 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
         co_return co_await replay(request, id);
     }
     co_return errorResponse(404, "no admin endpoint at " + std::string(path));
+}
+
+// Queue depth and dead letters come from storage at scrape time: they survive restarts and are
+// shared by replicas, which counters kept in this process would not be.
+boost::asio::awaitable<void> Admin::refreshQueueGauges() {
+    const auto counts = co_await asyncCounts(storage_, boost::asio::use_awaitable);
+    for (const auto& target : config_()->targets) {
+        const auto it = std::find_if(counts.begin(), counts.end(),
+                                     [&](const Storage::TargetCounts& count) { return count.target == target.name; });
+        telemetry_.metrics().setQueue(target.name, it == counts.end() ? 0 : it->waiting,
+                                      it == counts.end() ? 0 : it->dead);
+    }
 }
 
 HttpServerResponse Admin::targets() const {

@@ -833,7 +833,13 @@ private:
         parseAddress(*fields, type, target);
         parseTargetAuth(*fields, target);
         parseTransport(*fields, target);
-        if (!type || *type == TargetType::alertmanager) set(target.resolve, reader_.boolean(*fields, "resolve"));
+        if (!type || *type == TargetType::alertmanager) {
+            set(target.resolve, reader_.boolean(*fields, "resolve"));
+            // Accepting it and doing nothing would leave alerts firing that the user thinks resolve.
+            if (target.resolve) {
+                reader_.error(valueMark(*fields->find("resolve")), "'resolve: true' is not available in this build yet");
+            }
+        }
         if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::fluxReceiver) parseReceiverTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::kubernetes) parseKubernetesTarget(*fields, target, type.has_value());

@@ -184,6 +184,25 @@ public:
         complete(std::move(handler));
     }
 
+    void counts(boost::asio::any_completion_handler<void(std::vector<TargetCounts>)> handler) override {
+        std::map<std::string, TargetCounts> byTarget;
+        {
+            std::lock_guard lock(mutex_);
+            for (const auto& [id, delivery] : deliveries_) {
+                ++byTarget[delivery.target].waiting;
+            }
+            for (const auto& letter : dead_) {
+                ++byTarget[letter.delivery.target].dead;
+            }
+        }
+        std::vector<TargetCounts> out;
+        for (auto& [target, count] : byTarget) {
+            count.target = target;
+            out.push_back(count);
+        }
+        complete(std::move(handler), std::move(out));
+    }
+
     void onWork(std::function<void(const std::string&)> listener) override {
         std::lock_guard lock(mutex_);
         listener_ = std::move(listener);

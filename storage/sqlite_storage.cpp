@@ -379,7 +379,10 @@ struct Statements {
                     "DELETE FROM dedup_keys WHERE key IN (SELECT key FROM dedup_keys WHERE expires_at <= ?1 LIMIT ?2)"),
           pruneValues(db, "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)"),
           countUndelivered(db, "SELECT COUNT(*) FROM deliveries WHERE state IN ('queued', 'leased', 'dead')"),
-          recoverLeases(db, "UPDATE deliveries SET state = 'queued' WHERE state = 'leased'") {}
+          recoverLeases(db, "UPDATE deliveries SET state = 'queued' WHERE state = 'leased'"),
+          countByTarget(db,
+                        "SELECT target, SUM(state IN ('queued', 'leased')), SUM(state = 'dead') FROM deliveries "
+                        "WHERE state IN ('queued', 'leased', 'dead') GROUP BY target") {}
 
     Statement insertEvent, keyExpiry, holdKey, findCoalescing, recoalesce, insertDelivery;
     Statement selectDue, lease, nextDue, quarantine;
@@ -387,7 +390,7 @@ struct Statements {
     Statement selectDead, deadTarget, replay;
     Statement getValue, putValue, eraseValue, probe;
     Statement selectSettled, deleteAttempts, deleteDelivery, pruneEvents, pruneKeys, pruneValues;
-    Statement countUndelivered, recoverLeases;
+    Statement countUndelivered, recoverLeases, countByTarget;
 };
 
 fs::path createFolder(const fs::path& folder) {
@@ -592,6 +595,12 @@ public:
             false, std::move(handler),
             [this, key = std::move(key)] { Query(statements().eraseValue).bind(1, key).run(); },
             [](const Failure& failure) { spdlog::warn("storage: a value was not erased: {}", failure.text); }));
+    }
+
+    void counts(boost::asio::any_completion_handler<void(std::vector<TargetCounts>)> handler) override {
+        submit(makeOp<std::vector<TargetCounts>>(
+            false, std::move(handler), [this] { return doCounts(); },
+            [](const Failure&) { return std::vector<TargetCounts>(); }));
     }
 
     void onWork(std::function<void(const std::string&)> listener) override {
@@ -1168,6 +1177,17 @@ private:
         }
         insert.run();
         return sqlite3_last_insert_rowid(connection_->db.get());
+    }
+
+    std::vector<TargetCounts> doCounts() {
+        std::vector<TargetCounts> out;
+        Query count(statements().countByTarget);
+        while (count.step()) {
+            out.push_back({.target = count.text(0),
+                           .waiting = static_cast<std::uint64_t>(count.integer(1)),
+                           .dead = static_cast<std::uint64_t>(count.integer(2))});
+        }
+        return out;
     }
 
     std::size_t countUndelivered() {

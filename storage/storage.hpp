@@ -92,6 +92,14 @@ public:
                           boost::asio::any_completion_handler<void(bool stored)> handler) = 0;
     virtual void eraseValue(std::string key, boost::asio::any_completion_handler<void()> handler) = 0;
 
+    // Per target: deliveries waiting (queued or in flight) and dead letters held.
+    struct TargetCounts {
+        std::string target;
+        std::uint64_t waiting = 0;
+        std::uint64_t dead = 0;
+    };
+    virtual void counts(boost::asio::any_completion_handler<void(std::vector<TargetCounts>)> handler) = 0;
+
     // Called (from any thread) after new deliveries for a target became due.
     virtual void onWork(std::function<void(const std::string& target)> listener) = 0;
 
@@ -155,6 +163,12 @@ auto asyncEraseValue(Storage& storage, std::string key, Token&& token) {
     return boost::asio::async_initiate<Token, void()>(
         [&storage](auto handler, std::string key) { storage.eraseValue(std::move(key), std::move(handler)); }, token,
         std::move(key));
+}
+
+template <class Token>
+auto asyncCounts(Storage& storage, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::vector<Storage::TargetCounts>)>(
+        [&storage](auto handler) { storage.counts(std::move(handler)); }, token);
 }
 
 template <class Token>

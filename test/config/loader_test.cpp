@@ -196,7 +196,7 @@ TEST_CASE("the SPEC's example loads, secrets read relative to the config's folde
 
     REQUIRE(config->targets.size() == 3);
     const TargetConfig& alertmanager = config->targets[0];
-    CHECK(alertmanager.resolve);
+    CHECK_FALSE(alertmanager.resolve);
     CHECK(alertmanager.address.host == "alertmanager-operated.o11y");
     const TargetConfig& status = config->targets[1];
     CHECK(name(status.type) == "github");
@@ -418,6 +418,8 @@ routes: []
            "test.yaml:12:14: expected a mapping for 'headers'",
        }));
     CHECK(errorsOf("sources:\n  - flux\n") == errors({"test.yaml:2:5: expected a mapping for source"}));
+    CHECK(errorsOf("targets:\n  - {name: am, type: alertmanager, address: http://am/, resolve: true}\n") ==
+          errors({"test.yaml:2:66: 'resolve: true' is not available in this build yet"}));
     CHECK(errorsOf("sources:\n  - name:\n    type: flux\n    path: /x\n") ==
           errors({"test.yaml:2:5: 'name' has no value"}));
     CHECK(errorsOf("storage:\n  sync: always\n") ==
@@ -660,7 +662,7 @@ TEST_CASE("targets: common keys") {
     retry: {maxAttempts: 10, maxAge: 1h, initialInterval: 100ms, maxInterval: 1s}
     concurrency: 2
     maxBatch: 16
-    resolve: true
+    resolve: false
 )",
                                             (dir.path() / "c.yaml").string());
     const TargetConfig& target = config->targets.at(0);
@@ -679,7 +681,7 @@ TEST_CASE("targets: common keys") {
     CHECK(target.retry.maxInterval == 1s);
     CHECK(target.concurrency == 2);
     CHECK(target.maxBatch == 16);
-    CHECK(target.resolve);
+    CHECK_FALSE(target.resolve);
 
     CHECK(errorsOf(R"(targets:
   - name: a

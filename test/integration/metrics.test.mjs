@@ -41,6 +41,9 @@ describe('metrics', () => {
     assert.equal(sample(text, 'fluxrelay_config_last_reload_successful'), 1);
     assert.ok(sample(text, 'process_resident_memory_bytes') > 0);
     assert.equal(sample(text, 'fluxrelay_build_info'), 1);
+    // Read from storage at scrape time: every configured target has its gauges.
+    assert.equal(typeof sample(text, 'fluxrelay_queue_depth', { target: 'alertmanager' }), 'number');
+    assert.equal(sample(text, 'fluxrelay_dead_letters', { target: 'alertmanager' }), 0);
 
     // Counters move with the traffic.
     for (let i = 0; i < 5; i += 1) {
