@@ -21,6 +21,7 @@
 #include "gateway/github_source.hpp"
 #include "providers/provider.hpp"
 #include "storage/delivery.hpp"
+#include "core/text.hpp"
 
 namespace fluxrelay {
 
@@ -32,16 +33,6 @@ constexpr std::string_view kDeliveryId = "00000000-0000-0000-0000-000000000000";
 constexpr std::string_view kPlaceholderToken = "explain-placeholder-token";
 // A configured secret shorter than this is not searched for in bodies: it would blank out words.
 constexpr std::size_t kMinSecretLength = 6;
-
-char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string lowered(std::string_view text) {
-    std::string out(text);
-    std::transform(out.begin(), out.end(), out.begin(), asciiLower);
-    return out;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) { return lowered(a) == lowered(b); }
 
 bool containsAny(std::string_view text, std::initializer_list<std::string_view> words) {
     return std::any_of(words.begin(), words.end(),
@@ -287,7 +278,7 @@ std::size_t Explanation::deliveries() const {
 }
 
 bool isSecretHeaderName(std::string_view name) {
-    return containsAny(lowered(name), {"auth", "token", "secret", "signature", "password", "passwd", "key", "cookie",
+    return containsAny(asciiLowered(name), {"auth", "token", "secret", "signature", "password", "passwd", "key", "cookie",
                                        "credential", "session"});
 }
 
@@ -329,7 +320,7 @@ std::string redactUrl(std::string_view url) {
         const std::size_t equals = pair.find('=');
         if (!first) rebuilt += '&';
         first = false;
-        const std::string name = lowered(pair.substr(0, equals));
+        const std::string name = asciiLowered(pair.substr(0, equals));
         if (equals != std::string_view::npos &&
             containsAny(name, {"token", "key", "secret", "sig", "password", "auth", "credential"})) {
             rebuilt.append(pair.substr(0, equals + 1)).append(kRedacted);

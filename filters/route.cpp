@@ -11,6 +11,7 @@
 #include <re2/re2.h>
 
 #include "filters/glob.hpp"
+#include "core/text.hpp"
 
 namespace fluxrelay {
 
@@ -71,17 +72,6 @@ std::string quotedList(const Range& items, Text text) {
 
 std::string_view identity(const std::string& s) { return s; }
 
-// Flux's Receiver compares GitHub event names with strings.EqualFold; ASCII folding is enough
-// for GitHub's event names.
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-        if (lower(a[i]) != lower(b[i])) return false;
-    }
-    return true;
-}
-
 // A branches entry written as a full ref ("refs/heads/release-*", "refs/tags/v*") globs the
 // whole ref; a bare entry ("main", "release-*") globs the branch name.
 bool branchEntryMatches(std::string_view entry, std::string_view ref) {
@@ -113,6 +103,7 @@ Decision matchGitHub(const RouteConfig& route, const GitHubEvent& github) {
     if (!route.events.empty()) {
         bool listed = false;
         for (const auto& name : route.events) {
+            // As Flux's Receiver (strings.EqualFold); ASCII folding suffices for event names.
             if (equalsIgnoreCase(name, github.event)) listed = true;
         }
         if (!listed) {

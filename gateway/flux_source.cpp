@@ -9,6 +9,7 @@
 
 #include "core/crypto.hpp"
 #include "core/time.hpp"
+#include "core/text.hpp"
 
 namespace fluxrelay {
 
@@ -26,49 +27,13 @@ struct ParseFailure {
     std::string reason;  // "bad_json" | "bad_event"
 };
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-        if (lower(a[i]) != lower(b[i])) return false;
-    }
-    return true;
-}
-
-// Length of the well-formed UTF-8 sequence at `pos` (no overlong forms, surrogates or values
-// past U+10FFFF), 0 when the bytes there are not one.
-std::size_t utf8Length(std::string_view text, std::size_t pos) {
-    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-    const unsigned char lead = byte(pos);
-    if (lead < 0x80) return 1;
-    std::size_t length = 0;
-    std::uint32_t codePoint = 0;
-    std::uint32_t min = 0;
-    if ((lead & 0xe0) == 0xc0) {
-        length = 2, min = 0x80, codePoint = lead & 0x1f;
-    } else if ((lead & 0xf0) == 0xe0) {
-        length = 3, min = 0x800, codePoint = lead & 0x0f;
-    } else if ((lead & 0xf8) == 0xf0) {
-        length = 4, min = 0x10000, codePoint = lead & 0x07;
-    } else {
-        return 0;
-    }
-    if (pos + length > text.size()) return 0;
-    for (std::size_t i = 1; i < length; ++i) {
-        if ((byte(pos + i) & 0xc0) != 0x80) return 0;
-        codePoint = (codePoint << 6) | (byte(pos + i) & 0x3f);
-    }
-    if (codePoint < min || codePoint > 0x10ffff || (codePoint >= 0xd800 && codePoint <= 0xdfff)) return 0;
-    return length;
-}
-
 // Client bytes made safe to put in an error: bytes that are not UTF-8 (the JSON response could
 // not carry them) become '?', and long text is cut.
 std::string excerpt(std::string_view text, std::size_t maxBytes = maxQuotedBytes) {
     std::string out;
     std::size_t pos = 0;
     while (pos < text.size() && out.size() < maxBytes) {
-        const std::size_t length = utf8Length(text, pos);
+        const std::size_t length = utf8SequenceLength(text.substr(pos));
         if (length == 0) {
             out.push_back('?');
             ++pos;

@@ -1,5 +1,6 @@
 // The `github` source: authenticates a webhook delivery, then reads just enough of its JSON to route it.
 #include "gateway/github_source.hpp"
+#include "core/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -15,16 +16,6 @@ constexpr int maxNestingDepth = 64;
 // Delivery ids are GUIDs; they end up in storage keys, so anything else is bounded and printable.
 constexpr std::size_t maxDeliveryIdBytes = 128;
 constexpr std::size_t maxEventNameBytes = 64;
-
-char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (asciiLower(a[i]) != asciiLower(b[i])) return false;
-    }
-    return true;
-}
 
 std::string_view trimBlanks(std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);

@@ -6,21 +6,13 @@
 #include <utility>
 
 #include "core/crypto.hpp"
+#include "core/text.hpp"
 
 namespace fluxrelay {
 
 namespace {
 
 constexpr std::string_view hookSegment = "/hook/";
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    const auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (lower(a[i]) != lower(b[i])) return false;
-    }
-    return true;
-}
 
 // Headers this provider sets itself; a configured header of the same name would contradict them.
 bool ownHeader(std::string_view name) {

@@ -17,6 +17,7 @@
 
 #include "core/crypto.hpp"
 #include "core/duration.hpp"
+#include "core/text.hpp"
 
 namespace fluxrelay {
 
@@ -43,21 +44,8 @@ constexpr auto kMaxRateLimitWait = std::chrono::hours(1);
 // A pause shorter than this would only trade one 403 for the next.
 constexpr auto kMinRateLimitWait = seconds(1);
 
-char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string asciiLower(std::string_view text) {
-    std::string out(text);
-    std::transform(out.begin(), out.end(), out.begin(), [](char c) { return asciiLower(c); });
-    return out;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return asciiLower(x) == asciiLower(y); });
-}
-
 bool containsIgnoreCase(std::string_view text, std::string_view needle) {
-    return asciiLower(text).find(asciiLower(needle)) != std::string::npos;
+    return asciiLowered(text).find(asciiLowered(needle)) != std::string::npos;
 }
 
 bool isHex(std::string_view text) {
@@ -74,37 +62,9 @@ std::string_view trimSpaces(std::string_view text) {
     return text.substr(first, text.find_last_not_of(" \t") - first + 1);
 }
 
-// Length of the well-formed UTF-8 sequence at text[0] (as Go's utf8.ValidString judges it), or 0.
-std::size_t utf8Length(std::string_view text) {
-    const auto lead = static_cast<unsigned char>(text[0]);
-    if (lead < 0x80) return 1;
-    std::size_t length = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3;
-        if (lead == 0xE0) low = 0xA0;   // overlong
-        if (lead == 0xED) high = 0x9F;  // surrogates
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4;
-        if (lead == 0xF0) low = 0x90;   // overlong
-        if (lead == 0xF4) high = 0x8F;  // past U+10FFFF
-    } else {
-        return 0;
-    }
-    if (text.size() < length) return 0;
-    for (std::size_t i = 1; i < length; ++i) {
-        const auto byte = static_cast<unsigned char>(text[i]);
-        if (byte < (i == 1 ? low : 0x80) || byte > (i == 1 ? high : 0xBF)) return 0;
-    }
-    return length;
-}
-
 bool validUtf8(std::string_view text) {
     while (!text.empty()) {
-        const std::size_t length = utf8Length(text);
+        const std::size_t length = utf8SequenceLength(text);
         if (length == 0) return false;
         text.remove_prefix(length);
     }
@@ -115,7 +75,7 @@ bool validUtf8(std::string_view text) {
 std::string firstChars(std::string_view text, std::size_t count) {
     std::size_t pos = 0;
     for (std::size_t chars = 0; pos < text.size() && chars < count; ++chars) {
-        pos += std::max<std::size_t>(1, utf8Length(text.substr(pos)));
+        pos += std::max<std::size_t>(1, utf8SequenceLength(text.substr(pos)));
     }
     return std::string(text.substr(0, std::min(pos, text.size())));
 }
@@ -374,7 +334,7 @@ CommitRef parseRevision(std::string_view revision) {
     if (hash.size() != 40 || !isHex(hash)) {
         return fail("names no Git commit: the hash must be 40 hex digits (e.g. main@sha1:<sha>)");
     }
-    return CommitRef{.sha = asciiLower(hash)};
+    return CommitRef{.sha = asciiLowered(hash)};
 }
 
 CommitRef commitOf(const FluxEvent& event) {
@@ -400,7 +360,7 @@ std::vector<std::string> splitCamelCase(std::string_view text) {
     std::vector<std::string> runs;
     std::optional<CharClass> last;
     for (std::size_t pos = 0; pos < text.size();) {
-        const std::size_t length = utf8Length(text.substr(pos));
+        const std::size_t length = utf8SequenceLength(text.substr(pos));
         const CharClass cls = classOf(text[pos]);
         if (cls == last) {
             runs.back().append(text.substr(pos, length));
@@ -429,7 +389,7 @@ std::string statusDescription(std::string_view reason) {
         joined += word;
     }
     // Flux sends longer ones as they are, and GitHub answers 422; cutting keeps the status.
-    return firstChars(asciiLower(joined), kMaxDescriptionChars);
+    return firstChars(asciiLowered(joined), kMaxDescriptionChars);
 }
 
 std::string statusContext(std::string_view contextTemplate, const ObjectRef& object) {
@@ -449,7 +409,7 @@ std::string statusContext(std::string_view contextTemplate, const ObjectRef& obj
         if (!replaced) out += contextTemplate[pos++];
     }
     // GitHub compares contexts case-insensitively; Flux writes them lower-case.
-    return asciiLower(out);
+    return asciiLowered(out);
 }
 
 GitHubRepository gitHubRepository(const Url& address) {

@@ -1,6 +1,7 @@
 // Kubernetes target: a merge patch of reconcile.fluxcd.io/requestedAt on each listed object, with the
 // pod's service-account token, re-read as it rotates.
 #include "providers/kubernetes.hpp"
+#include "core/text.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -15,16 +16,6 @@ namespace {
 
 // As client-go's file token source: a rotated projected token is picked up within a minute.
 constexpr Duration tokenCacheTtl = std::chrono::minutes(1);
-
-char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (asciiLower(a[i]) != asciiLower(b[i])) return false;
-    }
-    return true;
-}
 
 // Object names are DNS labels or subdomains already; escaping anyway keeps a bad config from
 // changing the path's shape.

@@ -11,6 +11,7 @@
 #include "providers/github.hpp"
 #include "providers/kubernetes.hpp"
 #include "providers/provider.hpp"
+#include "core/text.hpp"
 
 namespace fluxrelay {
 
@@ -23,13 +24,6 @@ constexpr std::size_t maxDetailBodyBytes = 200;
 // overflow; a peer asking for more than ~31 years is as good as "never", which maxAge then decides.
 constexpr std::int64_t maxRetryAfterSeconds = 1'000'000'000;
 
-char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return asciiLower(x) == asciiLower(y); });
-}
-
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
 std::string_view trimSpaces(std::string_view text) {
@@ -37,34 +31,6 @@ std::string_view trimSpaces(std::string_view text) {
     if (first == std::string_view::npos) return {};
     const auto last = text.find_last_not_of(" \t");
     return text.substr(first, last - first + 1);
-}
-
-// Length of the well-formed UTF-8 sequence starting at text[0], or 0 when it is not one.
-std::size_t utf8SequenceLength(std::string_view text) {
-    const auto lead = static_cast<unsigned char>(text[0]);
-    std::size_t length = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;
-    if (lead < 0x80) return 1;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3;
-        if (lead == 0xE0) low = 0xA0;   // no overlong forms
-        if (lead == 0xED) high = 0x9F;  // no surrogates
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4;
-        if (lead == 0xF0) low = 0x90;   // no overlong forms
-        if (lead == 0xF4) high = 0x8F;  // nothing past U+10FFFF
-    } else {
-        return 0;
-    }
-    if (text.size() < length) return 0;
-    for (std::size_t i = 1; i < length; ++i) {
-        const auto byte = static_cast<unsigned char>(text[i]);
-        if (byte < (i == 1 ? low : 0x80) || byte > (i == 1 ? high : 0xBF)) return 0;
-    }
-    return length;
 }
 
 // The start of a peer's body as one line of valid UTF-8: the detail ends up in JSON (status page,

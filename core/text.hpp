@@ -1,0 +1,19 @@
+// Small text helpers shared by parsers and providers: ASCII case folding, UTF-8 validity.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace fluxrelay {
+
+char asciiLower(char c);
+std::string asciiLowered(std::string_view text);
+// ASCII case-insensitive equality, as HTTP header names and GitHub event names want it.
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+
+// Length of the well-formed UTF-8 sequence at text[0] (no overlong forms, surrogates or values
+// past U+10FFFF, as Go's utf8.ValidString judges it), or 0 when the bytes there are not one.
+std::size_t utf8SequenceLength(std::string_view text);
+
+}  // namespace fluxrelay
