@@ -19,7 +19,9 @@ namespace {
 
 constexpr std::string_view kDeadLettersPath = "/api/v1/deadletters";
 
-std::string dump(const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string dump(const nlohmann::json& json) {
+    return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 // `?limit=N` clamped to [1, max]; `fallback` when absent or not a number.
 std::size_t queryLimit(const HttpServerRequest& request, std::size_t fallback, std::size_t max) {
@@ -121,7 +123,9 @@ boost::asio::awaitable<void> Admin::refreshQueueGauges() {
 
 HttpServerResponse Admin::targets() const {
     nlohmann::json body = nlohmann::json::array();
-    auto when = [](TimePoint at) { return at == TimePoint{} ? nlohmann::json(nullptr) : nlohmann::json(formatRfc3339Nano(at)); };
+    auto when = [](TimePoint at) {
+        return at == TimePoint{} ? nlohmann::json(nullptr) : nlohmann::json(formatRfc3339Nano(at));
+    };
     for (const auto& health : targetHealth_()) {
         body.push_back({{"name", health.target},
                         {"type", health.type},

@@ -45,10 +45,10 @@ private:
     const std::size_t maxEvents_;
     const std::size_t maxObjects_;
     mutable std::mutex mutex_;
-    std::deque<Entry> events_;                              // oldest first
-    std::unordered_map<std::string, std::size_t> byId_;     // event id → sequence number
-    std::size_t firstSequence_ = 0;                         // sequence number of events_.front()
-    std::list<std::string> objectOrder_;                    // least recently updated first
+    std::deque<Entry> events_;                           // oldest first
+    std::unordered_map<std::string, std::size_t> byId_;  // event id → sequence number
+    std::size_t firstSequence_ = 0;                      // sequence number of events_.front()
+    std::list<std::string> objectOrder_;                 // least recently updated first
     std::unordered_map<std::string, std::pair<ObjectState, std::list<std::string>::iterator>> objects_;
 };
 

@@ -28,7 +28,7 @@ public:
 
     // Seconds; suited to HTTP round trips from loopback to a distant API.
     static constexpr std::array<double, 12> kLatencyBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                                0.5,   1,    2.5,   5,    10,  30};
+                                                               0.5,   1,    2.5,   5,    10,  30};
 
 private:
     struct Histogram {

@@ -7,13 +7,13 @@
 #include <array>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 namespace fluxrelay {
 
@@ -31,7 +31,8 @@ struct ConfigWatch::State : std::enable_shared_from_this<State> {
         auto self = shared_from_this();
         std::array<char, 4096> buffer;
         while (!stopped) {
-            auto [error, n] = co_await descriptor.async_read_some(asio::buffer(buffer), asio::as_tuple(asio::use_awaitable));
+            auto [error, n] =
+                co_await descriptor.async_read_some(asio::buffer(buffer), asio::as_tuple(asio::use_awaitable));
             if (error) {
                 break;
             }

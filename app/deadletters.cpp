@@ -46,8 +46,8 @@ std::optional<nlohmann::json> jsonBody(const HttpResult& result) {
     }
     auto body = nlohmann::json::parse(result.response->body, nullptr, false);
     if (result.response->status / 100 != 2 || body.is_discarded()) {
-        const std::string error = body.is_object() && body.contains("error") ? body["error"].get<std::string>()
-                                                                               : result.response->body;
+        const std::string error =
+            body.is_object() && body.contains("error") ? body["error"].get<std::string>() : result.response->body;
         std::fprintf(stderr, "admin API answered %d: %s\n", result.response->status, error.c_str());
         return std::nullopt;
     }
@@ -61,9 +61,9 @@ int list(const Config& config) {
     }
     std::printf("%-8s %-20s %-20s %-8s %-20s %s\n", "ID", "TARGET", "ROUTE", "ATTEMPTS", "DEAD AT", "REASON");
     for (const auto& letter : *letters) {
-        std::printf("%-8llu %-20s %-20s %-8d %-20s %s\n", letter.value("id", 0ULL),
-                    letter.value("target", "").c_str(), letter.value("route", "").c_str(), letter.value("attempts", 0),
-                    letter.value("deadAt", "").c_str(), letter.value("reason", "").c_str());
+        std::printf("%-8llu %-20s %-20s %-8d %-20s %s\n", letter.value("id", 0ULL), letter.value("target", "").c_str(),
+                    letter.value("route", "").c_str(), letter.value("attempts", 0), letter.value("deadAt", "").c_str(),
+                    letter.value("reason", "").c_str());
     }
     return 0;
 }

@@ -15,13 +15,13 @@
 #include <nlohmann/json.hpp>
 
 #include "config/loader.hpp"
+#include "core/text.hpp"
 #include "filters/dedup.hpp"
 #include "filters/plan.hpp"
 #include "gateway/flux_source.hpp"
 #include "gateway/github_source.hpp"
 #include "providers/provider.hpp"
 #include "storage/delivery.hpp"
-#include "core/text.hpp"
 
 namespace fluxrelay {
 
@@ -278,8 +278,8 @@ std::size_t Explanation::deliveries() const {
 }
 
 bool isSecretHeaderName(std::string_view name) {
-    return containsAny(asciiLowered(name), {"auth", "token", "secret", "signature", "password", "passwd", "key", "cookie",
-                                       "credential", "session"});
+    return containsAny(asciiLowered(name), {"auth", "token", "secret", "signature", "password", "passwd", "key",
+                                            "cookie", "credential", "session"});
 }
 
 std::string redactHeaderValue(std::string_view name, std::string_view value) {

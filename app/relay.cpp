@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -16,7 +17,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include "admin/admin.hpp"
 #include "admin/telemetry.hpp"
@@ -42,8 +42,10 @@ void logDiagnostics(const ConfigError& error, std::string_view what) {
 // Settings bound at start (sockets, storage, threads): a reload cannot change them.
 void warnAboutRestartOnlyChanges(const Config& running, const Config& loaded) {
     if (!(running.server.listen == loaded.server.listen) || !(running.admin.listen == loaded.admin.listen) ||
-        running.server.ioThreads != loaded.server.ioThreads || running.server.maxBodyBytes != loaded.server.maxBodyBytes ||
-        running.server.tls.has_value() != loaded.server.tls.has_value() || running.storage.path != loaded.storage.path) {
+        running.server.ioThreads != loaded.server.ioThreads ||
+        running.server.maxBodyBytes != loaded.server.maxBodyBytes ||
+        running.server.tls.has_value() != loaded.server.tls.has_value() ||
+        running.storage.path != loaded.storage.path) {
         spdlog::warn("config reload: changes to server, admin.listen or storage take effect at the next restart");
     }
 }
@@ -173,7 +175,7 @@ private:
     std::atomic<ConfigPtr> config_;
     asio::io_context io_;
     asio::strand<asio::io_context::executor_type> control_;  // reloads and shutdown
-    asio::thread_pool blocking_{1};                         // config files and YAML
+    asio::thread_pool blocking_{1};                          // config files and YAML
     std::unique_ptr<Storage> storage_;
     Telemetry telemetry_;
     Ingest ingest_;

@@ -837,7 +837,8 @@ private:
             set(target.resolve, reader_.boolean(*fields, "resolve"));
             // Accepting it and doing nothing would leave alerts firing that the user thinks resolve.
             if (target.resolve) {
-                reader_.error(valueMark(*fields->find("resolve")), "'resolve: true' is not available in this build yet");
+                reader_.error(valueMark(*fields->find("resolve")),
+                              "'resolve: true' is not available in this build yet");
             }
         }
         if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target, type.has_value());

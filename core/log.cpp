@@ -3,9 +3,9 @@
 
 #include <chrono>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <nlohmann/json.hpp>
 
 #include "core/time.hpp"
 

@@ -18,11 +18,11 @@ struct TargetPlan {
 
 struct RoutePlan {
     std::string route;
-    Decision decision;               // steps 1–5
+    Decision decision;                // steps 1–5
     std::vector<TargetPlan> targets;  // filled when the route matched
-    std::string dedupKey;            // empty: no dedup for this route
+    std::string dedupKey;             // empty: no dedup for this route
     Duration dedupWindow{0};
-    EventPtr event;                  // the event as this route delivers it
+    EventPtr event;  // the event as this route delivers it
     // Debounce (GitHub routes): deliveries wait `delay`, and a burst within it coalesces into one
     // delivery of the latest event per target; coalesceKey is the route's name, empty when off.
     Duration delay{0};

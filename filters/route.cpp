@@ -10,8 +10,8 @@
 
 #include <re2/re2.h>
 
-#include "filters/glob.hpp"
 #include "core/text.hpp"
+#include "filters/glob.hpp"
 
 namespace fluxrelay {
 

@@ -8,8 +8,8 @@
 #include <utility>
 
 #include "core/crypto.hpp"
-#include "core/time.hpp"
 #include "core/text.hpp"
+#include "core/time.hpp"
 
 namespace fluxrelay {
 

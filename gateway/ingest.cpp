@@ -1,9 +1,9 @@
 // Ingest: the one path of an event from the socket to storage (SPEC §3.3: 2xx only once stored).
 #include "gateway/ingest.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "filters/plan.hpp"
 #include "gateway/flux_source.hpp"
@@ -30,7 +30,8 @@ std::optional<HttpServerResponse> healthResponse(std::string_view path, bool rea
         return jsonResponse(200, R"({"status":"ok"})");
     }
     if (path == "/readyz") {
-        return ready ? jsonResponse(200, R"({"status":"ready"})") : errorResponse(503, "not ready: storage unavailable");
+        return ready ? jsonResponse(200, R"({"status":"ready"})")
+                     : errorResponse(503, "not ready: storage unavailable");
     }
     return std::nullopt;
 }

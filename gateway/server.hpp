@@ -27,8 +27,8 @@ using RequestHandler = std::function<boost::asio::awaitable<HttpServerResponse>(
 struct ServerLimits {
     std::size_t maxBodyBytes = 3 * 1024 * 1024;
     std::size_t maxHeaderBytes = 16 * 1024;
-    Duration readTimeout = std::chrono::seconds(30);   // whole request, once its first byte arrived
-    Duration idleTimeout = std::chrono::seconds(75);   // keep-alive connection waiting for a request
+    Duration readTimeout = std::chrono::seconds(30);  // whole request, once its first byte arrived
+    Duration idleTimeout = std::chrono::seconds(75);  // keep-alive connection waiting for a request
     Duration writeTimeout = std::chrono::seconds(30);
 };
 

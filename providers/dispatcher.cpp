@@ -5,6 +5,7 @@
 #include <mutex>
 #include <random>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include "core/duration.hpp"
 #include "providers/breaker.hpp"
@@ -87,8 +87,8 @@ private:
                 continue;
             }
             const auto seenSeq = workSeq_;
-            Claim claim = co_await asyncClaim(storage_, target_.name, provider_->maxBatch(), Clock::now(),
-                                              asio::use_awaitable);
+            Claim claim =
+                co_await asyncClaim(storage_, target_.name, provider_->maxBatch(), Clock::now(), asio::use_awaitable);
             if (claim.deliveries.empty()) {
                 if (workSeq_ == seenSeq && !stopping_) {
                     co_await sleepUntil(claim.nextDue);
@@ -196,7 +196,9 @@ private:
     static std::vector<Settlement> untouched(const std::vector<Delivery>& batch) {
         std::vector<Settlement> out;
         for (const auto& delivery : batch) {
-            out.push_back({.deliveryId = delivery.id, .kind = SettleKind::release, .nextAttemptAt = delivery.nextAttemptAt,
+            out.push_back({.deliveryId = delivery.id,
+                           .kind = SettleKind::release,
+                           .nextAttemptAt = delivery.nextAttemptAt,
                            .error = delivery.lastError});
         }
         return out;
@@ -258,7 +260,8 @@ private:
                 spdlog::debug("target {}: delivered {} in {} ms", target_.name, batch.size(), elapsed.count());
                 break;
             case OutcomeKind::retry:
-                spdlog::warn("target {}: {} deliveries will be retried: {}", target_.name, batch.size(), outcome.detail);
+                spdlog::warn("target {}: {} deliveries will be retried: {}", target_.name, batch.size(),
+                             outcome.detail);
                 break;
             case OutcomeKind::permanent:
                 spdlog::error("target {}: {} deliveries failed permanently: {}", target_.name, batch.size(),

@@ -68,8 +68,7 @@ struct HttpConnection::State {
     asio::awaitable<std::string> connect(const Url& url, Duration timeout) {
         close();
         tcp::resolver resolver(executor);
-        auto [resolveError, endpoints] =
-            co_await resolver.async_resolve(url.host, std::to_string(url.port), kNoThrow);
+        auto [resolveError, endpoints] = co_await resolver.async_resolve(url.host, std::to_string(url.port), kNoThrow);
         if (resolveError) {
             co_return "resolve " + url.host + ": " + resolveError.message();
         }
@@ -117,8 +116,9 @@ struct HttpConnection::State {
         parser.body_limit(kMaxResponseBody);
         auto [readError, read] = co_await http::async_read(s, buffer, parser, kNoThrow);
         if (readError) {
-            co_return HttpResult{.error = readError == beast::error::timeout ? "timeout after " + formatDuration(timeout)
-                                                                             : "receive: " + readError.message()};
+            co_return HttpResult{.error = readError == beast::error::timeout
+                                              ? "timeout after " + formatDuration(timeout)
+                                              : "receive: " + readError.message()};
         }
         auto message = parser.release();
         HttpResponse response{.status = static_cast<int>(message.result_int()), .body = std::move(message.body())};

@@ -6,12 +6,12 @@
 #include <string_view>
 
 #include "core/crypto.hpp"
+#include "core/text.hpp"
 #include "providers/alertmanager.hpp"
 #include "providers/flux_receiver.hpp"
 #include "providers/github.hpp"
 #include "providers/kubernetes.hpp"
 #include "providers/provider.hpp"
-#include "core/text.hpp"
 
 namespace fluxrelay {
 

@@ -47,8 +47,13 @@ public:
                     if (coalesce(route, target)) {
                         continue;
                     }
-                    Delivery delivery{.id = ++lastId_, .route = route.name, .target = target, .event = route.event,
-                                      .createdAt = now, .nextAttemptAt = now + route.delay, .lastError = {}};
+                    Delivery delivery{.id = ++lastId_,
+                                      .route = route.name,
+                                      .target = target,
+                                      .event = route.event,
+                                      .createdAt = now,
+                                      .nextAttemptAt = now + route.delay,
+                                      .lastError = {}};
                     queues_[target].emplace(delivery.nextAttemptAt, delivery.id);
                     if (!route.coalesceKey.empty()) {
                         coalescing_[{route.coalesceKey, target}] = delivery.id;
@@ -155,7 +160,8 @@ public:
         complete(std::move(handler), !target.empty());
     }
 
-    void getValue(std::string key, boost::asio::any_completion_handler<void(std::optional<std::string>)> handler) override {
+    void getValue(std::string key,
+                  boost::asio::any_completion_handler<void(std::optional<std::string>)> handler) override {
         std::optional<std::string> value;
         {
             std::lock_guard lock(mutex_);

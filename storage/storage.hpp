@@ -25,7 +25,7 @@ struct AcceptRequest {
         std::string name;
         std::string dedupKey;  // empty: no dedup
         Duration dedupWindow{0};
-        EventPtr event;        // as this route delivers it
+        EventPtr event;  // as this route delivers it
         std::vector<std::string> targets;
         // Debounce: the deliveries are due only after `delay`; while one with the same
         // coalesceKey (per target) is still queued and unclaimed, it takes this event instead and
@@ -42,10 +42,10 @@ struct AcceptRequest {
 };
 
 struct AcceptResult {
-    bool stored = false;                      // false: storage unavailable, answer 503
-    std::string error;                        // why, when not stored
-    std::vector<std::string> duplicateRoutes; // routes suppressed by an unexpired dedup key
-    bool duplicateEvent = false;              // idempotencyKey was already held: nothing stored
+    bool stored = false;                       // false: storage unavailable, answer 503
+    std::string error;                         // why, when not stored
+    std::vector<std::string> duplicateRoutes;  // routes suppressed by an unexpired dedup key
+    bool duplicateEvent = false;               // idempotencyKey was already held: nothing stored
 };
 
 // delivered: done. retry: attempted and failed, try again at nextAttemptAt. dead: give up.
@@ -80,14 +80,16 @@ public:
 
     virtual void settle(std::vector<Settlement> settlements, boost::asio::any_completion_handler<void()> handler) = 0;
 
-    virtual void deadLetters(std::size_t limit, boost::asio::any_completion_handler<void(std::vector<DeadLetter>)> handler) = 0;
+    virtual void deadLetters(std::size_t limit,
+                             boost::asio::any_completion_handler<void(std::vector<DeadLetter>)> handler) = 0;
     // Moves a dead letter back into its target's queue, due now; false when no such id.
     virtual void replay(std::uint64_t deliveryId, boost::asio::any_completion_handler<void(bool)> handler) = 0;
 
     // Small shared state with expiry (last commit status posted, firing alerts, ...): keys are
     // namespaced by their user, e.g. "github-status:<target>:<sha>:<context>". A ttl of 0 keeps the
     // value until it is overwritten or erased.
-    virtual void getValue(std::string key, boost::asio::any_completion_handler<void(std::optional<std::string>)> handler) = 0;
+    virtual void getValue(std::string key,
+                          boost::asio::any_completion_handler<void(std::optional<std::string>)> handler) = 0;
     virtual void putValue(std::string key, std::string value, Duration ttl,
                           boost::asio::any_completion_handler<void(bool stored)> handler) = 0;
     virtual void eraseValue(std::string key, boost::asio::any_completion_handler<void()> handler) = 0;
@@ -174,8 +176,7 @@ auto asyncCounts(Storage& storage, Token&& token) {
 template <class Token>
 auto asyncDeadLetters(Storage& storage, std::size_t limit, Token&& token) {
     return boost::asio::async_initiate<Token, void(std::vector<DeadLetter>)>(
-        [&storage](auto handler, std::size_t limit) { storage.deadLetters(limit, std::move(handler)); }, token,
-        limit);
+        [&storage](auto handler, std::size_t limit) { storage.deadLetters(limit, std::move(handler)); }, token, limit);
 }
 
 template <class Token>

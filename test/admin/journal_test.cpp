@@ -22,8 +22,8 @@ TEST_CASE("events are listed newest first with their routes and attempts") {
     const std::vector<RouteFate> routes = {{"errors", "pass", "", {"am"}}, {"github", "severity", "errors only", {}}};
     journal.accepted(fluxEvent("e1", "apps", "error"), routes);
     journal.rejected("flux", 401, "invalid X-Signature");
-    journal.attempted({.eventId = "e1", .route = "errors", .target = "am", .outcome = "retry", .detail = "HTTP 503",
-                       .attempt = 1});
+    journal.attempted(
+        {.eventId = "e1", .route = "errors", .target = "am", .outcome = "retry", .detail = "HTTP 503", .attempt = 1});
 
     const auto events = journal.recentEvents(10);
     REQUIRE(events.size() == 2);

@@ -39,9 +39,7 @@ TEST_CASE("the delivery histogram is cumulative and ends with +Inf") {
     CHECK(contains(text, "fluxrelay_delivery_duration_seconds_count{target=\"am\"} 3\n"));
 }
 
-TEST_CASE("label values are escaped") {
-    CHECK(escapeLabelValue("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
-}
+TEST_CASE("label values are escaped") { CHECK(escapeLabelValue("a\"b\\c\nd") == "a\\\"b\\\\c\\nd"); }
 
 TEST_CASE("a failed reload shows as 0") {
     Metrics metrics;

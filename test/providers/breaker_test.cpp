@@ -27,16 +27,16 @@ TEST_CASE("the breaker opens after consecutive failures and probes once after th
     CHECK(breaker.openUntil() == t0 + seconds(1));
 
     CHECK_FALSE(breaker.allow(t0 + std::chrono::milliseconds(999)));
-    CHECK(breaker.allow(t0 + seconds(1)));        // the probe
+    CHECK(breaker.allow(t0 + seconds(1)));  // the probe
     CHECK(stateOf(breaker) == "half-open");
     CHECK_FALSE(breaker.allow(t0 + seconds(1)));  // only one probe at a time
 
-    breaker.onFailure(t0 + seconds(1));           // probe failed: cooldown doubles
+    breaker.onFailure(t0 + seconds(1));  // probe failed: cooldown doubles
     CHECK(stateOf(breaker) == "open");
     CHECK(breaker.openUntil() == t0 + seconds(3));
 
     CHECK(breaker.allow(t0 + seconds(3)));
-    breaker.onSuccess();                          // probe succeeded: closed, cooldown reset
+    breaker.onSuccess();  // probe succeeded: closed, cooldown reset
     CHECK(stateOf(breaker) == "closed");
     CHECK(breaker.allow(t0 + seconds(3)));
 }
