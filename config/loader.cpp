@@ -835,10 +835,12 @@ private:
         parseTransport(*fields, target);
         if (!type || *type == TargetType::alertmanager) {
             set(target.resolve, reader_.boolean(*fields, "resolve"));
-            // Accepting it and doing nothing would leave alerts firing that the user thinks resolve.
-            if (target.resolve) {
-                reader_.error(valueMark(*fields->find("resolve")),
-                              "'resolve: true' is not available in this build yet");
+            // Resolving replays each object's firing alerts in event order: one worker keeps it.
+            if (target.resolve && fields->find("concurrency") == nullptr) {
+                target.concurrency = 1;
+            } else if (target.resolve && target.concurrency > 1) {
+                reader_.error(valueMark(*fields->find("concurrency")),
+                              "'resolve: true' needs concurrency 1 (firing alerts are tracked in event order)");
             }
         }
         if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target, type.has_value());

@@ -175,6 +175,7 @@ nlohmann::json fluxToStorage(const FluxEvent& flux) {
         {"reportingController", flux.reportingController},
         {"reportingInstance", flux.reportingInstance},
         {"dedupToken", flux.dedupToken},
+        {"resolveOnly", flux.resolveOnly},
     };
 }
 
@@ -197,6 +198,7 @@ FluxEvent fluxFromStorage(const nlohmann::json& json) {
     flux.reportingInstance = json.at("reportingInstance").get<std::string>();
     // Added after the first records were written; absent means none.
     flux.dedupToken = json.value("dedupToken", std::string());
+    flux.resolveOnly = json.value("resolveOnly", false);
     return flux;
 }
 

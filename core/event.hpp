@@ -40,6 +40,9 @@ struct FluxEvent {
     // normalization drops it from metadata, as notification-controller's rate limiter does.
     // Empty when the event carried none. Not part of the Flux JSON form.
     std::string dedupToken;
+    // Set by routing for an info event that reaches an alertmanager target with `resolve: true`
+    // only to end the object's firing alerts (the route takes errors only). Not Flux JSON.
+    bool resolveOnly = false;
 };
 
 // A GitHub webhook delivery; the raw body is kept byte for byte for forwarding.

@@ -13,6 +13,35 @@ bool RoutePlan::delivers() const {
            std::any_of(targets.begin(), targets.end(), [](const TargetPlan& t) { return t.decision.passed(); });
 }
 
+namespace {
+
+bool resolvingTarget(const TargetConfig& target) { return target.type == TargetType::alertmanager && target.resolve; }
+
+bool resolvesAlerts(const Config& config, const RouteConfig& route) {
+    return std::any_of(route.targets.begin(), route.targets.end(),
+                       [&](const std::string& name) { return resolvingTarget(*config.targetByName(name)); });
+}
+
+// An info event on a route that takes errors only: not an alert of its own (Flux's rule), but
+// the end of the alerts its object has firing on the route's `resolve: true` targets.
+RoutePlan planResolveOnly(const Config& config, const RouteConfig& route, const Event& event) {
+    Event resolving = route.eventMetadata.empty() ? event : withRouteMetadata(route, event);
+    std::get<FluxEvent>(resolving.payload).resolveOnly = true;
+    RoutePlan plan{.route = route.name,
+                   .decision = {Verdict::pass, "info event: resolves the object's firing alerts (resolve: true)"},
+                   .event = std::make_shared<const Event>(std::move(resolving))};
+    for (const auto& name : route.targets) {
+        const TargetConfig& target = *config.targetByName(name);
+        plan.targets.push_back({name, resolvingTarget(target)
+                                          ? targetAccepts(target.type, *plan.event)
+                                          : Decision{Verdict::severity, "route takes error events only"}});
+    }
+    // No dedup: a resolution must never be suppressed by an identical earlier one.
+    return plan;
+}
+
+}  // namespace
+
 std::vector<RoutePlan> planRoutes(const Config& config, const EventPtr& event) {
     std::vector<RoutePlan> plans;
     for (const auto& route : config.routes) {
@@ -20,6 +49,11 @@ std::vector<RoutePlan> planRoutes(const Config& config, const EventPtr& event) {
             continue;
         }
         RoutePlan plan{.route = route.name, .decision = matchRoute(route, *event)};
+        if (plan.decision.verdict == Verdict::severity && resolvesAlerts(config, route) &&
+            matchRoute(route, *event, true).passed()) {
+            plans.push_back(planResolveOnly(config, route, *event));
+            continue;
+        }
         if (plan.decision.passed()) {
             plan.event =
                 route.eventMetadata.empty() ? event : std::make_shared<const Event>(withRouteMetadata(route, *event));

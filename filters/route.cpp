@@ -172,7 +172,7 @@ const std::string* fieldValue(const FieldMatcher& matcher, const FluxEvent& flux
     return nullptr;
 }
 
-Decision matchFlux(const RouteConfig& route, const FluxEvent& flux) {
+Decision matchFlux(const RouteConfig& route, const FluxEvent& flux, bool ignoreSeverity) {
     // Step 2. Flux tests kind, severity and name inside one loop over eventSources; checking the
     // object first and the severity after accepts exactly the same events and names the cause.
     if (!route.eventSources.empty()) {
@@ -186,7 +186,7 @@ Decision matchFlux(const RouteConfig& route, const FluxEvent& flux) {
     }
 
     // Step 3. Flux: an info alert takes every severity (trace too); any other takes only its own.
-    if (route.eventSeverity == Severity::error && flux.severity != "error") {
+    if (route.eventSeverity == Severity::error && flux.severity != "error" && !ignoreSeverity) {
         return drop(Verdict::severity, "route takes error events only; event severity is " + flux.severity);
     }
 
@@ -245,7 +245,7 @@ Decision fluxOnly(std::string_view type, const GitHubEvent& github) {
 
 }  // namespace
 
-Decision matchRoute(const RouteConfig& route, const Event& event) {
+Decision matchRoute(const RouteConfig& route, const Event& event, bool ignoreSeverity) {
     if (event.source != route.source) {
         return drop(Verdict::sourceMismatch,
                     "event came in on source " + quoted(event.source) + ", route reads " + quoted(route.source));
@@ -253,7 +253,7 @@ Decision matchRoute(const RouteConfig& route, const Event& event) {
     if (const GitHubEvent* github = event.github()) return matchGitHub(route, *github);
     const FluxEvent* flux = event.flux();
     assert(flux != nullptr);
-    return matchFlux(route, *flux);
+    return matchFlux(route, *flux, ignoreSeverity);
 }
 
 Decision targetAccepts(TargetType type, const Event& event) {

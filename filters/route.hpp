@@ -12,7 +12,8 @@ namespace fluxrelay {
 
 // Steps 1–5: source, events/branches (GitHub), eventSources, eventSeverity, inclusionList,
 // exclusionList, match. Stops at the first failing step and says why.
-Decision matchRoute(const RouteConfig& route, const Event& event);
+// `ignoreSeverity` skips step 3 (an info event that may still resolve alerts the route fired).
+Decision matchRoute(const RouteConfig& route, const Event& event, bool ignoreSeverity = false);
 
 // Step 6: Flux's rules for which events a target type takes.
 Decision targetAccepts(TargetType type, const Event& event);

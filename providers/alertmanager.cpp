@@ -1,7 +1,9 @@
 // Alertmanager target (SPEC §5.1): Flux's alert shape, so existing routes and silences keep matching.
 #include "providers/alertmanager.hpp"
 
+#include <algorithm>
 #include <cassert>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -50,6 +52,90 @@ public:
             }
             alerts.push_back(fluxAlert(*delivery.event));
         }
+        return post(alerts);
+    }
+
+    // With `resolve: true` the target remembers, per object, the alerts it fired; an info event
+    // of that object re-sends them with endsAt = now, so Alertmanager resolves them.
+    std::vector<std::string> stateKeys(std::span<const Delivery> batch) const override {
+        std::vector<std::string> keys;
+        if (!target_.resolve) return keys;
+        for (const Delivery& delivery : batch) {
+            if (delivery.event && delivery.event->flux()) keys.push_back(firingKey(*delivery.event->flux()));
+        }
+        std::sort(keys.begin(), keys.end());
+        keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+        return keys;
+    }
+
+    std::vector<BuildResult> buildRequests(std::span<const Delivery> batch, const State& state,
+                                           TimePoint now) const override {
+        if (!target_.resolve) return {buildRequest(batch)};
+        for (const Delivery& delivery : batch) {
+            if (!delivery.event || delivery.event->flux() == nullptr) {
+                return {Outcome::permanent("alertmanager targets take only Flux events")};
+            }
+        }
+        const Replay replay = replayBatch(batch, state, now);
+        if (replay.alerts.empty()) return {Outcome::delivered("nothing firing to resolve")};
+        return {post(replay.alerts)};
+    }
+
+    State stateAfterDelivery(std::span<const Delivery> batch, const State& state) const override {
+        if (!target_.resolve) return {};
+        State out;
+        for (auto& [key, firing] : replayBatch(batch, state, Clock::now()).firing) {
+            out[key] = firing.empty() ? std::nullopt : std::optional(firing.dump());
+        }
+        return out;
+    }
+
+private:
+    struct Replay {
+        nlohmann::json alerts = nlohmann::json::array();  // what to post, in order
+        std::map<std::string, nlohmann::json> firing;     // per object key: the alerts left firing
+    };
+
+    std::string firingKey(const FluxEvent& event) const {
+        return "alertmanager-firing:" + target_.name + ":" + event.involvedObject.kind + "/" +
+               event.involvedObject.namespace_ + "/" + event.involvedObject.name;
+    }
+
+    // Plays the batch over the stored firing sets: errors fire (and are remembered, one per label
+    // set), other events end everything their object has firing. Pure, so the request and the
+    // state written after it always agree.
+    Replay replayBatch(std::span<const Delivery> batch, const State& state, TimePoint now) const {
+        Replay replay;
+        for (const auto& [key, value] : state) {
+            auto parsed = value ? nlohmann::json::parse(*value, nullptr, false) : nlohmann::json::array();
+            replay.firing[key] = parsed.is_array() ? parsed : nlohmann::json::array();
+        }
+        for (const Delivery& delivery : batch) {
+            const FluxEvent& flux = *delivery.event->flux();
+            nlohmann::json& firing = replay.firing[firingKey(flux)];
+            if (flux.severity == "error") {
+                nlohmann::json alert = fluxAlert(*delivery.event);
+                nlohmann::json kept = nlohmann::json::array();
+                for (auto& known : firing) {
+                    if (known["labels"] != alert["labels"]) kept.push_back(std::move(known));
+                }
+                kept.push_back(alert);
+                firing = std::move(kept);
+                replay.alerts.push_back(std::move(alert));
+                continue;
+            }
+            for (nlohmann::json alert : firing) {
+                alert["status"] = "resolved";
+                alert["endsAt"] = formatRfc3339Nano(now);
+                replay.alerts.push_back(std::move(alert));
+            }
+            firing = nlohmann::json::array();
+            if (!flux.resolveOnly) replay.alerts.push_back(fluxAlert(*delivery.event));
+        }
+        return replay;
+    }
+
+    HttpRequest post(const nlohmann::json& alerts) const {
         HttpRequest request;
         request.method = "POST";
         // As given: the address names the API endpoint (usually /api/v2/alerts), as in Flux.
@@ -61,6 +147,7 @@ public:
         return request;
     }
 
+public:
     // Alertmanager answers 200 with an empty body, 400 when an alert fails validation (bad label
     // name, no labels): the shared classification already says exactly that.
 

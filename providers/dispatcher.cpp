@@ -135,7 +135,11 @@ private:
                 co_return outcome;
             }
         }
-        const std::vector<BuildResult> built = provider_->buildRequests(batch);
+        Provider::State state;
+        for (auto& key : provider_->stateKeys(batch)) {
+            state[key] = co_await asyncGetValue(storage_, key, asio::use_awaitable);
+        }
+        const std::vector<BuildResult> built = provider_->buildRequests(batch, state, Clock::now());
         for (const BuildResult& one : built) {
             if (const auto* outcome = std::get_if<Outcome>(&one)) {
                 co_return *outcome;
@@ -154,6 +158,15 @@ private:
         }
         if (known && outcome.kind == OutcomeKind::delivered) {
             co_await asyncPutValue(storage_, known->key, known->value, kKnownStateTtl, asio::use_awaitable);
+        }
+        if (outcome.kind == OutcomeKind::delivered) {
+            for (auto& [key, value] : provider_->stateAfterDelivery(batch, state)) {
+                if (value) {
+                    co_await asyncPutValue(storage_, key, *value, kKnownStateTtl, asio::use_awaitable);
+                } else {
+                    co_await asyncEraseValue(storage_, key, asio::use_awaitable);
+                }
+            }
         }
         co_return outcome;
     }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -66,6 +67,17 @@ public:
     virtual std::vector<BuildResult> buildRequests(std::span<const Delivery> batch) const {
         return {buildRequest(batch)};
     }
+
+    // State a provider keeps between deliveries in storage (e.g. an object's firing alerts):
+    // the keys this batch needs, loaded before building; then the values to write once the batch
+    // is delivered (nullopt erases). Serialized per target, so read-modify-write is safe.
+    using State = std::map<std::string, std::optional<std::string>>;
+    virtual std::vector<std::string> stateKeys(std::span<const Delivery> /*batch*/) const { return {}; }
+    virtual std::vector<BuildResult> buildRequests(std::span<const Delivery> batch, const State& /*state*/,
+                                                   TimePoint /*now*/) const {
+        return buildRequests(batch);
+    }
+    virtual State stateAfterDelivery(std::span<const Delivery> /*batch*/, const State& /*state*/) const { return {}; }
 
     // A request the provider needs answered before its next one, such as a GitHub App
     // installation-token exchange; nullopt when its credentials are fresh.

@@ -196,7 +196,8 @@ TEST_CASE("the SPEC's example loads, secrets read relative to the config's folde
 
     REQUIRE(config->targets.size() == 3);
     const TargetConfig& alertmanager = config->targets[0];
-    CHECK_FALSE(alertmanager.resolve);
+    CHECK(alertmanager.resolve);
+    CHECK(alertmanager.concurrency == 1);
     CHECK(alertmanager.address.host == "alertmanager-operated.o11y");
     const TargetConfig& status = config->targets[1];
     CHECK(name(status.type) == "github");
@@ -418,8 +419,9 @@ routes: []
            "test.yaml:12:14: expected a mapping for 'headers'",
        }));
     CHECK(errorsOf("sources:\n  - flux\n") == errors({"test.yaml:2:5: expected a mapping for source"}));
-    CHECK(errorsOf("targets:\n  - {name: am, type: alertmanager, address: http://am/, resolve: true}\n") ==
-          errors({"test.yaml:2:66: 'resolve: true' is not available in this build yet"}));
+    CHECK(errorsOf(
+              "targets:\n  - {name: am, type: alertmanager, address: http://am/, resolve: true, concurrency: 2}\n") ==
+          errors({"test.yaml:2:85: 'resolve: true' needs concurrency 1 (firing alerts are tracked in event order)"}));
     CHECK(errorsOf("sources:\n  - name:\n    type: flux\n    path: /x\n") ==
           errors({"test.yaml:2:5: 'name' has no value"}));
     CHECK(errorsOf("storage:\n  sync: always\n") ==

@@ -304,7 +304,7 @@ describe('deploy/kubernetes', () => {
     assert.equal(provider.spec.address, `http://fluxrelay.${service.metadata.namespace}.svc.cluster.local:${ingestPort}${fluxSource.path}`);
     const alert = find(objects, 'Alert', 'fluxrelay');
     assert.equal(alert.spec.providerRef.name, provider.metadata.name);
-    assert.equal(alert.spec.eventSeverity, 'info', 'info events too: commit statuses need them');
+    assert.equal(alert.spec.eventSeverity, 'info', 'info events too: they resolve alerts');
     const kinds = alert.spec.eventSources.map((s) => s.kind);
     for (const kind of ['GitRepository', 'OCIRepository', 'HelmRepository', 'HelmChart', 'Bucket', 'Kustomization', 'HelmRelease', 'ImageRepository', 'ImagePolicy', 'ImageUpdateAutomation']) {
       assert.ok(kinds.includes(kind), `the Alert forwards ${kind} events`);
@@ -339,6 +339,7 @@ describe('deploy/kubernetes', () => {
     assert.deepEqual(alertmanager.exclusionList, referenceRoute.exclusionList);
     assert.equal(alertmanager.eventSeverity, 'error');
     const byName = Object.fromEntries(config.targets.map((t) => [t.name, t]));
+    assert.equal(byName.alertmanager.resolve, true);
     const statusRoute = config.routes.find((r) => r.targets.some((t) => byName[t].type === 'github'));
     assert.deepEqual(statusRoute.eventSources, [{ kind: 'Kustomization', name: '*' }]);
     const pushRoute = config.routes.find((r) => r.source === 'github');

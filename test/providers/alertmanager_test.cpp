@@ -248,3 +248,67 @@ TEST_CASE("alertmanager responses: 200 with an empty body is delivered, 400 is p
 }
 
 }  // namespace fluxrelay
+
+namespace fluxrelay {
+
+TEST_CASE("resolve: an object's info event ends the alerts it has firing, and the state follows") {
+    TargetConfig target = alertmanagerTarget();
+    target.resolve = true;
+    const auto provider = makeAlertmanagerProvider(target);
+    const TimePoint now = Clock::now();
+
+    const Delivery failure = makeDelivery(kustomizationFailure(), 1);
+    const auto keys = provider->stateKeys(std::vector{failure});
+    REQUIRE(keys.size() == 1);
+    CHECK(keys[0] == "alertmanager-firing:" + target.name + ":Kustomization/flux-system/apps");
+
+    // Nothing firing yet: the error fires and is remembered.
+    Provider::State state{{keys[0], std::nullopt}};
+    auto built = provider->buildRequests(std::vector{failure}, state, now);
+    REQUIRE(built.size() == 1);
+    auto fired = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
+    REQUIRE(fired.size() == 1);
+    CHECK_FALSE(fired[0].contains("endsAt"));
+    state = provider->stateAfterDelivery(std::vector{failure}, state);
+    REQUIRE(state.at(keys[0]).has_value());
+
+    // The recovery: the remembered alert again, same labels, endsAt now; not an alert of its own.
+    FluxEvent recovered = kustomizationFailure();
+    recovered.severity = "info";
+    recovered.reason = "ReconciliationSucceeded";
+    recovered.resolveOnly = true;
+    const Delivery recovery = makeDelivery(recovered, 2);
+    built = provider->buildRequests(std::vector{recovery}, state, now);
+    auto resolved = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
+    REQUIRE(resolved.size() == 1);
+    CHECK(resolved[0]["labels"] == fired[0]["labels"]);
+    CHECK(resolved[0]["endsAt"] == formatRfc3339Nano(now));
+    state = provider->stateAfterDelivery(std::vector{recovery}, state);
+    CHECK_FALSE(state.at(keys[0]).has_value());  // erased: nothing left firing
+
+    // Another info event finds nothing to resolve and sends nothing.
+    built = provider->buildRequests(std::vector{recovery}, state, now);
+    REQUIRE(built.size() == 1);
+    const auto* outcome = std::get_if<Outcome>(&built[0]);
+    REQUIRE(outcome != nullptr);
+    CHECK((outcome->kind == OutcomeKind::delivered));
+}
+
+TEST_CASE("resolve: on a route that takes every severity the info event is also an alert") {
+    TargetConfig target = alertmanagerTarget();
+    target.resolve = true;
+    const auto provider = makeAlertmanagerProvider(target);
+    FluxEvent recovered = kustomizationFailure();
+    recovered.severity = "info";
+    recovered.reason = "ReconciliationSucceeded";
+    const std::vector batch{makeDelivery(kustomizationFailure(), 1), makeDelivery(recovered, 2)};
+    const Provider::State empty;
+    const auto built = provider->buildRequests(batch, empty, Clock::now());
+    const auto alerts = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
+    REQUIRE(alerts.size() == 3);  // the error fires, is resolved, and the info alert is sent as Flux would
+    CHECK_FALSE(alerts[0].contains("endsAt"));
+    CHECK(alerts[1].contains("endsAt"));
+    CHECK(alerts[2]["labels"]["severity"] == "info");
+}
+
+}  // namespace fluxrelay
