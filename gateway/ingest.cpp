@@ -58,6 +58,18 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
         co_return response;
     }
 
+    // Verification and parsing are plain functions: no co_await while their results are alive
+    // (GCC 12 miscompiles coroutine frames holding such variants across suspension points).
+    auto parsed = parse(*source, request);
+    if (auto* answer = std::get_if<HttpServerResponse>(&parsed)) {
+        co_return std::move(*answer);
+    }
+    EventPtr event = std::get<EventPtr>(std::move(parsed));
+    co_return co_await store(*config, std::move(event));
+}
+
+std::variant<EventPtr, HttpServerResponse> Ingest::parse(const SourceConfig& source,
+                                                         const HttpServerRequest& request) {
     const InboundRequest inbound{
         .body = request.body(),
         .header = [&request](std::string_view name) -> std::optional<std::string_view> {
@@ -69,35 +81,35 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
         },
     };
     const auto rejected = [this, &source](const Rejection& rejection) {
-        spdlog::info("rejected request on source {}: {} ({})", source->name, rejection.error, rejection.status);
-        observer_.onRejected(source->name, rejection.status, rejection.reason, rejection.error);
+        spdlog::info("rejected request on source {}: {} ({})", source.name, rejection.error, rejection.status);
+        observer_.onRejected(source.name, rejection.status, rejection.reason, rejection.error);
         return errorResponse(rejection.status, rejection.error);
     };
-    const auto newEvent = [&source](auto payload) {
+    const auto newEvent = [&source](auto payload) -> EventPtr {
         return std::make_shared<Event>(Event{
             .id = newEventId(),
-            .source = source->name,
+            .source = source.name,
             .receivedAt = Clock::now(),
             .payload = std::move(payload),
         });
     };
-    switch (source->type) {
+    switch (source.type) {
         case SourceType::flux: {
-            auto accepted = acceptFluxRequest(*source, inbound);
-            if (const auto* rejection = std::get_if<Rejection>(&accepted)) co_return rejected(*rejection);
-            co_return co_await store(*config, newEvent(std::move(std::get<FluxEvent>(accepted))));
+            auto accepted = acceptFluxRequest(source, inbound);
+            if (const auto* rejection = std::get_if<Rejection>(&accepted)) return rejected(*rejection);
+            return newEvent(std::move(std::get<FluxEvent>(accepted)));
         }
         case SourceType::github: {
-            auto accepted = acceptGitHubRequest(*source, inbound);
-            if (const auto* rejection = std::get_if<Rejection>(&accepted)) co_return rejected(*rejection);
+            auto accepted = acceptGitHubRequest(source, inbound);
+            if (const auto* rejection = std::get_if<Rejection>(&accepted)) return rejected(*rejection);
             if (const auto* ping = std::get_if<GitHubPing>(&accepted)) {
-                spdlog::info("source {}: GitHub ping {}", source->name, ping->deliveryId);
-                co_return jsonResponse(200, R"({"status":"pong"})");
+                spdlog::info("source {}: GitHub ping {}", source.name, ping->deliveryId);
+                return jsonResponse(200, R"({"status":"pong"})");
             }
-            co_return co_await store(*config, newEvent(std::move(std::get<GitHubEvent>(accepted))));
+            return newEvent(std::move(std::get<GitHubEvent>(accepted)));
         }
     }
-    co_return errorResponse(500, "unknown source type");
+    return errorResponse(500, "unknown source type");
 }
 
 boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, EventPtr event) {

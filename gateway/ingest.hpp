@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <variant>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -21,6 +22,8 @@ public:
     boost::asio::awaitable<HttpServerResponse> handle(HttpServerRequest& request);
 
 private:
+    // The event a source makes of the request, or the answer refusing it.
+    std::variant<EventPtr, HttpServerResponse> parse(const SourceConfig& source, const HttpServerRequest& request);
     boost::asio::awaitable<HttpServerResponse> store(const Config& config, EventPtr event);
 
     std::function<ConfigPtr()> config_;
