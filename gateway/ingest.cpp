@@ -68,8 +68,7 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
     co_return co_await store(*config, std::move(event));
 }
 
-std::variant<EventPtr, HttpServerResponse> Ingest::parse(const SourceConfig& source,
-                                                         const HttpServerRequest& request) {
+std::variant<EventPtr, HttpServerResponse> Ingest::parse(const SourceConfig& source, const HttpServerRequest& request) {
     const InboundRequest inbound{
         .body = request.body(),
         .header = [&request](std::string_view name) -> std::optional<std::string_view> {
