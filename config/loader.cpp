@@ -1206,6 +1206,15 @@ private:
             renotify != nullptr && dedup.mode != DedupMode::transitions) {
             reader_.error(renotify->key.Mark(), "'renotify' applies only to dedup mode 'transitions'");
         }
+        // Parsed so the rest of the file is still checked, but refused: accepting them and
+        // forwarding as mode flux would promise a quieter relay than it is.
+        if (dedup.mode == DedupMode::transitions) {
+            reader_.error(valueMark(*fields->find("mode")),
+                          "dedup mode 'transitions' is not available in this build yet");
+        }
+        if (const Entry* threshold = fields->find("threshold"); threshold != nullptr && dedup.threshold > 0) {
+            reader_.error(valueMark(*threshold), "dedup 'threshold' is not available in this build yet");
+        }
     }
 
     // ---- shared

@@ -812,7 +812,7 @@ TEST_CASE("routes: match, eventMetadata, summary and dedup") {
       reportingController: kustomize-controller
     eventMetadata: {cluster: home, summary: "from metadata"}
     summary: "from summary"
-    dedup: {mode: transitions, window: 10m, renotify: 4h, threshold: 3}
+    dedup: {mode: normalized, window: 10m}
     targets: [am, status]
   - name: s
     source: flux
@@ -837,10 +837,8 @@ TEST_CASE("routes: match, eventMetadata, summary and dedup") {
     for (const FieldMatcher& matcher : route.match) REQUIRE(matcher.regex);
     CHECK(re2::RE2::PartialMatch("staging", *route.match[3].regex));
     CHECK(route.eventMetadata == std::map<std::string, std::string>{{"cluster", "home"}, {"summary", "from metadata"}});
-    CHECK(name(route.dedup.mode) == "transitions");
+    CHECK(name(route.dedup.mode) == "normalized");
     CHECK(route.dedup.window == 10min);
-    CHECK(route.dedup.renotify == 4h);
-    CHECK(route.dedup.threshold == 3);
     CHECK(route.targets == std::vector<std::string>{"am", "status"});
 
     const RouteConfig& other = config->routes.at(1);
@@ -868,6 +866,11 @@ TEST_CASE("routes: match, eventMetadata, summary and dedup") {
            "test.yaml:14:25: 'renotify' applies only to dedup mode 'transitions'",
            "test.yaml:15:14: 'targets' must not be empty",
        }));
+    // Planned, not built yet: refused rather than silently treated as mode flux.
+    const std::string planned = errorsOf(
+        kSourcesAndTargets + "  - {name: r, source: flux, targets: [am], dedup: {mode: transitions, threshold: 3}}\n");
+    CHECK(planned.find("dedup mode 'transitions' is not available in this build yet") != std::string::npos);
+    CHECK(planned.find("dedup 'threshold' is not available in this build yet") != std::string::npos);
 }
 
 TEST_CASE("routes: keys and targets must fit the source's type") {
