@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/loader.hpp"
+#include "test/support/temp_dir.hpp"
 
 using namespace fluxrelay;
 namespace fs = std::filesystem;
@@ -79,30 +80,7 @@ kind: ExternalSecret
 metadata: {name: b}
 )";
 
-// A folder holding the imported config and the secret files it names.
-class TempDir {
-public:
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "fluxrelay-import-test-XXXXXX").string();
-        REQUIRE(mkdtemp(pattern.data()) != nullptr);
-        path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    void write(const std::string& name, const std::string& content) const {
-        fs::create_directories((path_ / name).parent_path());
-        std::ofstream(path_ / name) << content;
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-};
+using test::TempDir;
 
 // Loads the imported YAML with every secret file it lists in its header written.
 ConfigPtr loadImported(const std::string& yaml) {

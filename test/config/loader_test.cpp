@@ -1,6 +1,7 @@
 // The config loader: defaults, the SPEC examples, ${ENV} and secret files, and every kind of
 // error with its exact FILE:LINE:COL.
 #include "config/loader.hpp"
+#include "test/support/temp_dir.hpp"
 
 #include <doctest/doctest.h>
 #include <re2/re2.h>
@@ -50,32 +51,7 @@ ConfigPtr load(const std::string& yaml) {
     return nullptr;
 }
 
-// A folder for a config and its secret files, removed afterwards.
-class TempDir {
-public:
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "fluxrelay-config-test-XXXXXX").string();
-        REQUIRE(mkdtemp(pattern.data()) != nullptr);
-        path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    std::string write(const std::string& name, const std::string& content) const {
-        const fs::path file = path_ / name;
-        fs::create_directories(file.parent_path());
-        std::ofstream(file, std::ios::binary) << content;
-        return file.string();
-    }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
+using test::TempDir;
 
 // Just enough around a route to make it load.
 const std::string kSourcesAndTargets = R"(sources:

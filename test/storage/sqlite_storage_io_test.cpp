@@ -20,6 +20,7 @@
 #include "config/config.hpp"
 #include "storage/sqlite_storage.hpp"
 #include "storage_contract.hpp"
+#include "test/support/temp_dir.hpp"
 
 namespace fluxrelay {
 namespace {
@@ -28,28 +29,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using namespace contract;
 
-// A fresh folder, removed with everything in it.
-class TempDir {
-public:
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "fluxrelay-sqlite-XXXXXX").string();
-        if (!mkdtemp(pattern.data())) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
+using test::TempDir;
 
 StorageConfig configAt(const fs::path& folder, std::size_t maxQueued = 1'000'000) {
     return StorageConfig{.path = folder.string(), .sync = SyncMode::normal, .maxQueuedDeliveries = maxQueued};
