@@ -2,8 +2,11 @@
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= 2
+SANITIZE_BUILD_DIR ?= build-sanitize
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test run clean
+.PHONY: all deps build test test-sanitize fuzz run clean
 # deps must finish before build starts, even under make -j.
 .NOTPARALLEL:
 
@@ -19,8 +22,23 @@ build:
 test: deps build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 
+# The same suite built with AddressSanitizer and UndefinedBehaviorSanitizer, in a folder of its
+# own; any report fails its test (test/CMakeLists.txt). SANITIZE_CTEST_ARGS selects, e.g. -E deploy.
+test-sanitize: deps
+	cmake -G Ninja -B $(SANITIZE_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLUXRELAY_SANITIZE=ON
+	ninja -C $(SANITIZE_BUILD_DIR) -j$(JOBS)
+	ctest --test-dir $(SANITIZE_BUILD_DIR) --output-on-failure $(SANITIZE_CTEST_ARGS)
+
+# libFuzzer targets (fuzz/), built with clang in a folder of their own, each run FUZZ_SECONDS over
+# its seeds in fuzz/corpus/; what they discover stays in $(FUZZ_BUILD_DIR).
+fuzz:
+	scripts/install-deps.sh --fuzz
+	cmake -G Ninja -B $(FUZZ_BUILD_DIR) -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLUXRELAY_FUZZ=ON
+	ninja -C $(FUZZ_BUILD_DIR) -j$(JOBS) fuzzers
+	fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
+
 run: deps build
 	scripts/run-local.sh $(BUILD_DIR)/fluxrelay
 
 clean:
-	rm -rf $(BUILD_DIR) fluxrelay-data
+	rm -rf $(BUILD_DIR) $(SANITIZE_BUILD_DIR) $(FUZZ_BUILD_DIR) fluxrelay-data

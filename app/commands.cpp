@@ -100,7 +100,12 @@ int checkConfig(const Arguments& args) {
         return 2;
     }
     try {
-        loadConfigFile(file);
+        // Warnings go to stderr: stdout stays the list of errors, or "ok".
+        // Held in a variable: a range-for over a member of a temporary would read a freed Config.
+        const ConfigPtr config = loadConfigFile(file);
+        for (const auto& warning : config->warnings) {
+            std::fprintf(stderr, "warning: %s\n", warning.c_str());
+        }
     } catch (const ConfigError& error) {
         for (const auto& diagnostic : error.diagnostics()) {
             std::fprintf(stdout, "%s\n", diagnostic.toString().c_str());

@@ -4,8 +4,11 @@
 
 #include <cstdio>
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +20,24 @@ namespace {
 
 constexpr Duration kTimeout = std::chrono::seconds(10);
 
+// An admin listener with TLS is trusted by the certificate in its own certFile, not by a CA: it
+// is reached at its listen address, which that certificate need not name. The file is this
+// relay's, so the pin is as strong as a host name check.
+std::shared_ptr<boost::asio::ssl::context> adminTlsContext(const ServerTls& tls, std::string& error) {
+    namespace ssl = boost::asio::ssl;
+    auto context = std::make_shared<ssl::context>(ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
+    boost::system::error_code loadError;
+    context->load_verify_file(tls.certFile, loadError);
+    if (loadError) {
+        error = "admin.tls.certFile " + tls.certFile + ": " + loadError.message();
+        return nullptr;
+    }
+    X509_STORE_set_flags(SSL_CTX_get_cert_store(context->native_handle()), X509_V_FLAG_PARTIAL_CHAIN);
+    context->set_verify_mode(ssl::verify_peer);
+    return context;
+}
+
 // One blocking request to the admin API: this is a command-line tool, not an io thread.
 HttpResult call(const Config& config, std::string method, const std::string& path) {
     // A wildcard listen address is reached over loopback.
@@ -26,13 +47,26 @@ HttpResult call(const Config& config, std::string method, const std::string& pat
     } else if (host == "::") {
         host = "::1";
     }
-    HttpRequest request{.method = std::move(method),
-                        .url = Url{.scheme = "http", .host = host, .port = config.admin.listen.port, .target = path}};
+    std::shared_ptr<boost::asio::ssl::context> tls;
+    if (config.admin.tls) {
+        if (!config.admin.tls->clientCAFile.empty()) {
+            return HttpResult{.error =
+                                  "admin.tls.clientCAFile is set and this command has no client certificate; call "
+                                  "the admin API with one instead (e.g. curl --cert)"};
+        }
+        std::string error;
+        if (tls = adminTlsContext(*config.admin.tls, error); !tls) {
+            return HttpResult{.error = std::move(error)};
+        }
+    }
+    HttpRequest request{
+        .method = std::move(method),
+        .url = Url{.scheme = tls ? "https" : "http", .host = host, .port = config.admin.listen.port, .target = path}};
     if (!config.admin.token.empty()) {
         request.headers.emplace_back("Authorization", "Bearer " + config.admin.token);
     }
     boost::asio::io_context io;
-    HttpConnection connection(io.get_executor(), nullptr, true);
+    HttpConnection connection(io.get_executor(), tls, false);
     auto result = boost::asio::co_spawn(io, connection.send(request, kTimeout), boost::asio::use_future);
     io.run();
     return result.get();

@@ -85,8 +85,9 @@ ShownRequest show(std::string purpose, const HttpRequest& request, const std::ve
     std::vector<std::pair<std::string, std::string>> headers = {{"Host", request.url.hostHeader()},
                                                                 {"User-Agent", "fluxrelay/" FLUXRELAY_VERSION}};
     for (const auto& [name, value] : request.headers) {
-        const auto same = std::find_if(headers.begin(), headers.end(),
-                                       [&](const auto& header) { return equalsIgnoreCase(header.first, name); });
+        const auto same = std::find_if(headers.begin(), headers.end(), [&name = name](const auto& header) {
+            return equalsIgnoreCase(header.first, name);
+        });
         if (same != headers.end()) headers.erase(same);
         headers.emplace_back(name, value);
     }
@@ -157,27 +158,48 @@ void explainRequests(const TargetConfig& configured, const Delivery& delivery, T
     for (const BuildResult& one : built) out.requests.push_back(show("delivery", std::get<HttpRequest>(one), secrets));
 }
 
+std::string gateText(const RouteConfig& route, const DedupGate& gate, const Event& event) {
+    switch (gate.kind) {
+        case DedupGate::Kind::threshold:
+            return "threshold " + std::to_string(gate.threshold) + ": an error is forwarded once the object failed " +
+                   std::to_string(gate.threshold) + " times within " + formatDuration(gate.window) +
+                   ", any other event starts the count again (key " + gate.key + ")";
+        case DedupGate::Kind::transitions: {
+            std::string text =
+                "mode transitions: forwarded when the object's severity/reason differs from the last "
+                "forwarded one, here " +
+                inQuotes(gate.observation) + " (key " + gate.key + ")";
+            if (gate.renotify > Duration::zero()) {
+                text += ", an unchanged failure again every " + formatDuration(gate.renotify);
+            }
+            return text;
+        }
+        case DedupGate::Kind::window: {
+            std::string text = "mode " + std::string(toString(route.dedup.mode)) + ", window " +
+                               formatDuration(gate.window) + ", key " + gate.key;
+            if (route.dedup.mode == DedupMode::normalized) {
+                text += " (over the message as " + inQuotes(normalizeMessage(event.flux()->message)) + ")";
+            }
+            return text + ": suppressed when the same key was forwarded within the window";
+        }
+    }
+    return {};
+}
+
 std::string dedupText(const RouteConfig& route, const RoutePlan& plan, const Event& event) {
-    const DedupConfig& dedup = route.dedup;
     if (event.github() != nullptr) {
         return "none for GitHub deliveries (a redelivered X-GitHub-Delivery id is not triggered twice within 24h)";
     }
-    if (dedup.mode == DedupMode::none || plan.dedupKey.empty()) return "off (mode none)";
-    std::string text = "mode " + std::string(toString(dedup.mode)) + ", window " + formatDuration(plan.dedupWindow) +
-                       ", key " + plan.dedupKey;
-    if (dedup.mode == DedupMode::normalized) {
-        text += " (over the message as " + inQuotes(normalizeMessage(event.flux()->message)) + ")";
+    if (plan.dedup.empty()) {
+        return route.dedup.mode == DedupMode::none && route.dedup.threshold == 0
+                   ? "off (mode none)"
+                   : "none (a resolution is never suppressed)";
     }
-    if (dedup.mode == DedupMode::transitions && dedup.renotify > Duration::zero()) {
-        text += ", renotify " + formatDuration(dedup.renotify);
+    std::string text;
+    for (const DedupGate& gate : plan.dedup) {
+        text += (text.empty() ? "" : "; then ") + gateText(route, gate, event);
     }
-    if (dedup.threshold > 0) {
-        text += ", threshold " + std::to_string(dedup.threshold) + " failures within the window";
-    }
-    text +=
-        "; suppressed when the same key was accepted within the window (the live dedup state is not consulted "
-        "here)";
-    return text;
+    return text + " (the live dedup state is not consulted here)";
 }
 
 std::string describeFlux(const FluxEvent& flux) {

@@ -6,7 +6,10 @@
 #include <thread>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -24,6 +27,7 @@
 #include "config/loader.hpp"
 #include "gateway/ingest.hpp"
 #include "gateway/server.hpp"
+#include "gateway/tls.hpp"
 #include "providers/dispatcher.hpp"
 #include "storage/storage.hpp"
 
@@ -39,13 +43,57 @@ void logDiagnostics(const ConfigError& error, std::string_view what) {
     }
 }
 
+// Each connection is a descriptor: as Go does, lift the soft limit to the hard one (the soft default
+// of 1024 is lower than one listener's default cap), and say so when even that is too low.
+void raiseOpenFileLimit(const ServerConfig& server) {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return;
+    }
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            limit = raised;
+        }
+    }
+    // Both listeners full, plus the spool, outbound connections and the like.
+    const rlim_t wanted = 2 * static_cast<rlim_t>(server.maxConnections) + 256;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+        spdlog::warn(
+            "open-file limit is {}, below the {} that server.maxConnections {} may need; lower it or raise the "
+            "limit (ulimit -n)",
+            limit.rlim_cur, wanted, server.maxConnections);
+    }
+}
+
+// Both listeners take the connection cap and deadlines of `server`; the admin API's bodies are small.
+ServerLimits serverLimits(const ServerConfig& server, std::size_t maxBodyBytes) {
+    return ServerLimits{.maxBodyBytes = maxBodyBytes,
+                        .readTimeout = server.readTimeout,
+                        .idleTimeout = server.idleTimeout,
+                        .writeTimeout = server.writeTimeout,
+                        .maxConnections = server.maxConnections};
+}
+
+void logWarnings(const Config& config) {
+    for (const auto& warning : config.warnings) {
+        spdlog::warn("config: {}", warning);
+    }
+}
+
 // Settings bound at start (sockets, storage, threads): a reload cannot change them.
 void warnAboutRestartOnlyChanges(const Config& running, const Config& loaded) {
     if (!(running.server.listen == loaded.server.listen) || !(running.admin.listen == loaded.admin.listen) ||
         running.server.ioThreads != loaded.server.ioThreads ||
         running.server.maxBodyBytes != loaded.server.maxBodyBytes ||
+        running.server.maxConnections != loaded.server.maxConnections ||
+        running.server.readTimeout != loaded.server.readTimeout ||
+        running.server.idleTimeout != loaded.server.idleTimeout ||
+        running.server.writeTimeout != loaded.server.writeTimeout ||
         running.server.tls.has_value() != loaded.server.tls.has_value() ||
-        running.storage.path != loaded.storage.path) {
+        running.admin.tls.has_value() != loaded.admin.tls.has_value() || running.storage.path != loaded.storage.path ||
+        running.storage.redis != loaded.storage.redis) {
         spdlog::warn("config reload: changes to server, admin.listen or storage take effect at the next restart");
     }
 }
@@ -63,13 +111,20 @@ public:
           signals_(io_, SIGTERM, SIGINT),
           reloadSignal_(io_, SIGHUP) {
         // Start-up errors throw from here, before anything listens.
+        raiseOpenFileLimit(initial->server);
         dispatcher_ = std::make_unique<Dispatcher>(io_, *storage_, *initial, telemetry_);
+        if (initial->server.tls) {
+            ingestTls_ = std::make_shared<ListenerTls>("ingest", *initial->server.tls);
+        }
+        if (initial->admin.tls) {
+            adminTls_ = std::make_shared<ListenerTls>("admin", *initial->admin.tls);
+        }
         ingestServer_ = std::make_unique<HttpServer>(
-            io_, initial->server.listen, ServerLimits{.maxBodyBytes = initial->server.maxBodyBytes},
-            [this](HttpServerRequest& request) { return ingest_.handle(request); }, "ingest");
+            io_, initial->server.listen, serverLimits(initial->server, initial->server.maxBodyBytes),
+            [this](HttpServerRequest& request) { return ingest_.handle(request); }, "ingest", ingestTls_);
         adminServer_ = std::make_unique<HttpServer>(
-            io_, initial->admin.listen, ServerLimits{.maxBodyBytes = 64 * 1024},
-            [this](HttpServerRequest& request) { return admin_.handle(request); }, "admin");
+            io_, initial->admin.listen, serverLimits(initial->server, 64 * 1024),
+            [this](HttpServerRequest& request) { return admin_.handle(request); }, "admin", adminTls_);
     }
 
     int run() {
@@ -78,6 +133,9 @@ public:
         adminServer_->start();
         watch_ = std::make_unique<ConfigWatch>(control_, configPath_, [this] { requestReload("config file changed"); });
         awaitReloadSignal();
+        if (ingestTls_ || adminTls_) {
+            asio::co_spawn(blocking_, watchTlsFiles(), asio::detached);
+        }
         signals_.async_wait([this](const boost::system::error_code& error, int signal) {
             if (!error) {
                 spdlog::info("signal {} received, shutting down", signal);
@@ -138,7 +196,9 @@ private:
                 continue;
             }
             warnAboutRestartOnlyChanges(*config(), *loaded);
+            logWarnings(*loaded);
             config_.store(loaded);
+            co_await asio::co_spawn(blocking_, reloadTls(loaded), asio::use_awaitable);
             telemetry_.metrics().setConfigReload(true, Clock::now());
             spdlog::info("config reloaded: {} sources, {} targets, {} routes", loaded->sources.size(),
                          loaded->targets.size(), loaded->routes.size());
@@ -155,8 +215,42 @@ private:
         co_return nullptr;
     }
 
+    // A rotated certificate (cert-manager, an updated Secret) is picked up within a few seconds.
+    // On the blocking thread: stat() and reading PEM files are file I/O.
+    asio::awaitable<void> watchTlsFiles() {
+        while (!tlsWatchStopped_) {
+            tlsWatchTimer_.expires_after(kTlsFilesCheckInterval);
+            auto [error] = co_await tlsWatchTimer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (error || tlsWatchStopped_) {
+                break;
+            }
+            for (ListenerTls* tls : {ingestTls_.get(), adminTls_.get()}) {
+                if (tls != nullptr) {
+                    tls->refresh();
+                }
+            }
+        }
+    }
+
+    // A reload may name other files (turning TLS on or off needs a restart), and reads them all
+    // again, so SIGHUP also forces a certificate reload.
+    asio::awaitable<void> reloadTls(ConfigPtr loaded) {
+        if (ingestTls_ && loaded->server.tls) {
+            ingestTls_->reconfigure(*loaded->server.tls);
+            ingestTls_->refresh(true);
+        }
+        if (adminTls_ && loaded->admin.tls) {
+            adminTls_->reconfigure(*loaded->admin.tls);
+            adminTls_->refresh(true);
+        }
+        co_return;
+    }
+
     // Stop accepting, let requests in progress be answered, then let deliveries in flight settle.
     asio::awaitable<void> shutDown() {
+        // The watch's pending wait would keep the blocking pool, and so run(), from finishing.
+        tlsWatchStopped_ = true;
+        asio::post(blocking_, [this] { tlsWatchTimer_.cancel(); });
         reloadSignal_.cancel();
         watch_->stop();
         ingestServer_->stop();
@@ -175,12 +269,17 @@ private:
     std::atomic<ConfigPtr> config_;
     asio::io_context io_;
     asio::strand<asio::io_context::executor_type> control_;  // reloads and shutdown
-    asio::thread_pool blocking_{1};                          // config files and YAML
+    asio::thread_pool blocking_{1};                          // config files and YAML, TLS files
+    static constexpr auto kTlsFilesCheckInterval = std::chrono::seconds(1);
+    asio::steady_timer tlsWatchTimer_{blocking_};  // used on blocking_ only
+    std::atomic<bool> tlsWatchStopped_{false};
     std::unique_ptr<Storage> storage_;
     Telemetry telemetry_;
     Ingest ingest_;
     Admin admin_;
     std::unique_ptr<Dispatcher> dispatcher_;
+    std::shared_ptr<ListenerTls> ingestTls_;  // null: plain HTTP
+    std::shared_ptr<ListenerTls> adminTls_;
     std::unique_ptr<HttpServer> ingestServer_;
     std::unique_ptr<HttpServer> adminServer_;
     std::unique_ptr<ConfigWatch> watch_;
@@ -200,10 +299,7 @@ int runRelay(const std::string& configPath) {
         logDiagnostics(error, "invalid config");
         return 1;
     }
-    if (initial->server.tls) {
-        spdlog::error("server.tls is not available in this build yet; terminate TLS in front of fluxrelay");
-        return 1;
-    }
+    logWarnings(*initial);
     std::unique_ptr<Relay> relay;
     try {
         relay = std::make_unique<Relay>(configPath, initial);

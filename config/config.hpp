@@ -25,6 +25,8 @@ struct Endpoint {
     bool operator==(const Endpoint&) const = default;
 };
 
+// A listener's TLS (server.tls, admin.tls). The files are watched: a changed certificate is
+// served to new connections without a restart.
 struct ServerTls {
     std::string certFile;
     std::string keyFile;
@@ -38,28 +40,59 @@ struct ServerConfig {
     std::optional<ServerTls> tls;
     std::size_t maxBodyBytes = 3 * 1024 * 1024;  // as Flux's event server
     int ioThreads = 2;
+    // Hostile or broken clients: open connections per listener (past it: 503 and close), and
+    // deadlines, as Go's http.Server names them.
+    std::size_t maxConnections = 1024;
+    Duration readTimeout = std::chrono::seconds(30);  // a whole request, from its first byte
+    Duration idleTimeout = std::chrono::seconds(75);  // a kept-alive connection waiting for a request
+    Duration writeTimeout = std::chrono::seconds(30);
 };
 
 struct AdminConfig {
     Endpoint listen{"127.0.0.1", 9090};
-    std::string token;  // bearer token for /api/v1/* writes; empty: none required
+    std::optional<ServerTls> tls;  // same shape as server.tls
+    std::string token;             // bearer token for /api/v1/* writes; empty: none required
 };
 
 enum class SyncMode { normal, full };
+
+// storage.redis: a Redis shared by several replicas instead of the embedded SQLite spool.
+struct RedisConfig {
+    std::string host = "127.0.0.1";  // from url redis://HOST:PORT/DB
+    std::uint16_t port = 6379;
+    int database = 0;
+    std::string username;  // ACL user; empty: the default user
+    std::string password;  // password or passwordFile; empty: no AUTH
+    std::string keyPrefix = "fluxrelay:";
+    // A delivery leased by a replica that stopped answering for this long is taken over by another.
+    Duration claimIdle = std::chrono::seconds(30);
+    Duration timeout = std::chrono::seconds(5);  // connecting, and each reply
+
+    bool operator==(const RedisConfig&) const = default;
+};
 
 struct StorageConfig {
     std::string path = "./fluxrelay-data";
     SyncMode sync = SyncMode::normal;
     Duration retention = std::chrono::hours(24 * 7);
     std::size_t maxQueuedDeliveries = 1'000'000;  // bound on undelivered work; past it ingest answers 503
+    std::optional<RedisConfig> redis;             // set: the spool is this Redis, `path` and `sync` unused
 };
 
 enum class SourceType { flux, github };
+
+struct RateLimit {
+    int requestsPerSecond = 0;
+    int burst = 0;  // requests allowed at once after a quiet spell; defaults to requestsPerSecond
+
+    bool operator==(const RateLimit&) const = default;
+};
 
 struct SourceConfig {
     std::string name;
     SourceType type = SourceType::flux;
     std::string path;
+    std::optional<RateLimit> rateLimit;  // requests on `path` (signed or not); unset: unlimited
     // flux
     std::string hmacKey;                                               // raw key bytes; empty: X-Signature not required
     std::vector<std::pair<std::string, std::string>> requiredHeaders;  // name, exact value
@@ -120,6 +153,10 @@ struct TargetConfig {
     int maxBatch = 64;  // events per request where the target takes batches
     // alertmanager
     bool resolve = false;
+    // resolve: firing alerts are re-sent this often, each valid for three intervals, so Alertmanager
+    // neither resolves a real failure by itself nor depends on its resolve_timeout.
+    Duration refireInterval = std::chrono::minutes(5);
+    std::map<std::string, std::string> severityMap;  // event severity → the alert's severity label; empty: verbatim
     // github
     std::string context = "{kind}/{name}";
     std::optional<GitHubAppConfig> app;  // set: authenticate as this App, `token` is empty
@@ -194,6 +231,8 @@ struct Config {
     std::vector<SourceConfig> sources;
     std::vector<TargetConfig> targets;
     std::vector<RouteConfig> routes;
+    // "FILE:LINE:COL: message" for what loads but deserves attention (a secret file others may read)
+    std::vector<std::string> warnings;
 
     const SourceConfig* sourceByPath(std::string_view path) const;
     const SourceConfig* sourceByName(std::string_view name) const;

@@ -2,6 +2,9 @@
 #include "config/loader.hpp"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +20,7 @@
 #include <limits>
 #include <set>
 #include <span>
+#include <sstream>
 #include <system_error>
 #include <tuple>
 
@@ -169,6 +173,18 @@ YAML::Mark valueMark(const Entry& entry) { return entry.value.IsNull() ? entry.k
 
 std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
 
+// A URL quoted in an error: credentials in it (`user:password@`, which URLs here may not carry)
+// are not repeated into logs and check-config output.
+std::string quotedUrl(std::string_view text) {
+    const std::size_t scheme = text.find("://");
+    if (scheme == std::string_view::npos) return inQuotes(text);
+    const std::size_t start = scheme + 3;
+    const std::string_view authority = text.substr(start, text.find_first_of("/?#", start) - start);
+    const std::size_t at = authority.rfind('@');
+    if (at == std::string_view::npos) return inQuotes(text);
+    return inQuotes(std::string(text.substr(0, start)) + "<redacted>" + std::string(text.substr(start + at)));
+}
+
 bool sameIgnoringCase(std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
                return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -207,6 +223,38 @@ std::optional<std::string> readWholeFile(const std::string& path, std::string& w
     return content;
 }
 
+// Who else may touch a secret file. Refused: a file every user may write, since whoever rewrites
+// it can forge events or capture tokens. Warned about: one others may read, or the group may
+// write. Nothing is said for a file on a read-only file system: Kubernetes mounts Secrets
+// read-only, 0644 by default and through symlinks (followed here), and that is the usual case.
+struct SecretFileExposure {
+    std::string refusal;
+    std::string warning;
+};
+
+SecretFileExposure secretFileExposure(const std::string& path) {
+    struct stat info {};
+    struct statvfs volume {};
+    if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) return {};
+    if (::statvfs(path.c_str(), &volume) == 0 && (volume.f_flag & ST_RDONLY) != 0) return {};
+    const unsigned mode = info.st_mode & 07777;
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", mode);
+    const std::string shown = " (mode " + std::string(octal) + ")";
+    if ((mode & S_IWOTH) != 0) {
+        return {.refusal = "is writable by every user" + shown + ": anyone on this host could replace it; chmod o-w",
+                .warning = {}};
+    }
+    if ((mode & S_IWGRP) != 0) {
+        return {.refusal = {},
+                .warning = "is writable by its group" + shown + "; chmod g-w unless that group is trusted"};
+    }
+    if ((mode & S_IROTH) != 0) {
+        return {.refusal = {}, .warning = "is readable by every user" + shown + "; chmod 600 (or o-r)"};
+    }
+    return {};
+}
+
 // How a secret file's end is cleaned up; see Reader::secret.
 enum class SecretTrim { trailingWhitespace, oneLineEnding };
 
@@ -229,6 +277,23 @@ public:
 
     void error(const YAML::Mark& mark, std::string message) {
         diagnostics_.push_back({file_, std::max(mark.line, 0) + 1, std::max(mark.column, 0) + 1, std::move(message)});
+    }
+
+    void warning(const YAML::Mark& mark, std::string message) {
+        warnings_.push_back(
+            ConfigDiagnostic{file_, std::max(mark.line, 0) + 1, std::max(mark.column, 0) + 1, std::move(message)}
+                .toString());
+    }
+
+    std::vector<std::string> takeWarnings() { return std::move(warnings_); }
+
+    // A file holding a secret: refused or warned about by who else may write or read it.
+    void checkSecretFile(const Entry& entry, std::string_view key, const std::string& path) {
+        const SecretFileExposure exposure = secretFileExposure(path);
+        if (!exposure.refusal.empty())
+            error(entry.key.Mark(), std::string(key) + " " + inQuotes(path) + " " + exposure.refusal);
+        if (!exposure.warning.empty())
+            warning(entry.key.Mark(), std::string(key) + " " + inQuotes(path) + " " + exposure.warning);
     }
 
     // Sorted by position, so that the list reads top to bottom like the file.
@@ -508,7 +573,11 @@ public:
         }
         const std::string resolved = resolve(*path);
         std::string why;
-        if (!readWholeFile(resolved, why)) error(fields.find(key)->key.Mark(), cannotRead(key, resolved, why));
+        if (!readWholeFile(resolved, why)) {
+            error(fields.find(key)->key.Mark(), cannotRead(key, resolved, why));
+        } else if (key == "keyFile") {
+            checkSecretFile(*fields.find(key), key, resolved);
+        }
         return resolved;
     }
 
@@ -537,6 +606,7 @@ public:
             error(fileEntry->key.Mark(), cannotRead(fileKey, resolved, why));
             return {};
         }
+        checkSecretFile(*fileEntry, fileKey, resolved);
         trimSecret(*content, trim);
         if (content->empty())
             error(fileEntry->key.Mark(), std::string(fileKey) + " " + inQuotes(resolved) + " is empty");
@@ -563,6 +633,7 @@ private:
     std::string file_;
     fs::path folder_;
     std::vector<ConfigDiagnostic> diagnostics_;
+    std::vector<std::string> warnings_;
 };
 
 template <class T>
@@ -665,8 +736,13 @@ constexpr TypedKey kSourceKeys[] = {
 };
 
 constexpr TypedKey kTargetKeys[] = {
-    {"resolve", "alertmanager"},   {"context", "github"},       {"app", "github"},
-    {"receiver", "flux-receiver"}, {"resources", "kubernetes"},
+    {"resolve", "alertmanager"},
+    {"refireInterval", "alertmanager"},
+    {"severityMap", "alertmanager"},
+    {"context", "github"},
+    {"app", "github"},
+    {"receiver", "flux-receiver"},
+    {"resources", "kubernetes"},
 };
 
 constexpr TypedKey kRouteKeys[] = {
@@ -704,21 +780,28 @@ private:
     // ---- server, admin, storage
 
     void parseServer(const Entry& entry) {
-        std::optional<Fields> fields = reader_.mapping(entry, "server", {"listen", "tls", "maxBodyBytes", "ioThreads"});
+        std::optional<Fields> fields = reader_.mapping(entry, "server",
+                                                       {"listen", "tls", "maxBodyBytes", "ioThreads", "maxConnections",
+                                                        "readTimeout", "idleTimeout", "writeTimeout"});
         if (!fields) return;
         ServerConfig& server = config_.server;
         set(server.listen, listen(reader_, *fields));
-        if (const Entry* tls = fields->find("tls")) server.tls = parseServerTls(*tls);
+        if (const Entry* tls = fields->find("tls")) server.tls = parseListenerTls(*tls, "server.tls");
         setNumber(server.maxBodyBytes, reader_.integer(*fields, "maxBodyBytes", 1));
         setNumber(server.ioThreads, reader_.integer(*fields, "ioThreads", 1, 1024));
+        setNumber(server.maxConnections, reader_.integer(*fields, "maxConnections", 1, 1'000'000));
+        set(server.readTimeout, reader_.duration(*fields, "readTimeout", false));
+        set(server.idleTimeout, reader_.duration(*fields, "idleTimeout", false));
+        set(server.writeTimeout, reader_.duration(*fields, "writeTimeout", false));
     }
 
-    std::optional<ServerTls> parseServerTls(const Entry& entry) {
-        std::optional<Fields> fields = reader_.mapping(entry, "server.tls", {"certFile", "keyFile", "clientCAFile"});
+    // server.tls and admin.tls: `what` names the section in messages.
+    std::optional<ServerTls> parseListenerTls(const Entry& entry, std::string_view what) {
+        std::optional<Fields> fields = reader_.mapping(entry, what, {"certFile", "keyFile", "clientCAFile"});
         if (!fields) return std::nullopt;
         ServerTls tls;
-        reader_.present(*fields, "certFile", "server.tls");
-        reader_.present(*fields, "keyFile", "server.tls");
+        reader_.present(*fields, "certFile", what);
+        reader_.present(*fields, "keyFile", what);
         set(tls.certFile, reader_.readableFile(*fields, "certFile"));
         set(tls.keyFile, reader_.readableFile(*fields, "keyFile"));
         set(tls.clientCAFile, reader_.readableFile(*fields, "clientCAFile"));
@@ -726,9 +809,10 @@ private:
     }
 
     void parseAdmin(const Entry& entry) {
-        std::optional<Fields> fields = reader_.mapping(entry, "admin", {"listen", "token", "tokenFile"});
+        std::optional<Fields> fields = reader_.mapping(entry, "admin", {"listen", "tls", "token", "tokenFile"});
         if (!fields) return;
         set(config_.admin.listen, listen(reader_, *fields));
+        if (const Entry* tls = fields->find("tls")) config_.admin.tls = parseListenerTls(*tls, "admin.tls");
         config_.admin.token = reader_.secret(*fields, "token", "tokenFile", SecretTrim::trailingWhitespace);
     }
 
@@ -744,18 +828,99 @@ private:
             reader_.choice<SyncMode>(*fields, "sync", {{"normal", SyncMode::normal}, {"full", SyncMode::full}}));
         set(storage.retention, reader_.duration(*fields, "retention", false));
         setNumber(storage.maxQueuedDeliveries, reader_.integer(*fields, "maxQueuedDeliveries", 1));
-        if (const Entry* redis = fields->find("redis")) {
-            // Checked anyway, so the file is right once Redis is built in.
-            reader_.mapping(*redis, "storage.redis", {"url", "keyPrefix"});
-            reader_.error(redis->key.Mark(), "storage.redis: not available in this build");
+        if (const Entry* redis = fields->find("redis")) storage.redis = parseRedis(*redis);
+    }
+
+    std::optional<RedisConfig> parseRedis(const Entry& entry) {
+        std::optional<Fields> fields =
+            reader_.mapping(entry, "storage.redis",
+                            {"url", "keyPrefix", "username", "password", "passwordFile", "claimIdle", "timeout"});
+        if (!fields) return std::nullopt;
+        RedisConfig redis;
+        if (std::optional<std::string> url = reader_.required(*fields, "url", "storage.redis")) {
+            std::string why;
+            if (!parseRedisUrl(*url, redis, why)) {
+                reader_.error(valueMark(*fields->find("url")), "invalid Redis url " + quotedUrl(*url) + ": " + why);
+            }
         }
+        set(redis.keyPrefix, reader_.nonEmpty(*fields, "keyPrefix"));
+        set(redis.username, reader_.nonEmpty(*fields, "username"));
+        redis.password = reader_.secret(*fields, "password", "passwordFile", SecretTrim::trailingWhitespace);
+        if (!redis.username.empty() && redis.password.empty()) {
+            reader_.error(fields->find("username")->key.Mark(),
+                          inQuotes("username") + " needs " + inQuotes("password") + " or " + inQuotes("passwordFile"));
+        }
+        set(redis.claimIdle, reader_.duration(*fields, "claimIdle", false));
+        set(redis.timeout, reader_.duration(*fields, "timeout", false));
+        return redis;
+    }
+
+    // redis://HOST[:PORT][/DB]. Credentials stay out of the url: they belong in passwordFile.
+    static bool parseRedisUrl(std::string_view text, RedisConfig& redis, std::string& why) {
+        constexpr std::string_view scheme = "redis://";
+        if (text.starts_with("rediss://")) {
+            why = "TLS to Redis is not supported; use redis:// on a trusted network";
+            return false;
+        }
+        if (!text.starts_with(scheme)) {
+            why = "expected redis://HOST:PORT/DB";
+            return false;
+        }
+        std::string_view rest = text.substr(scheme.size());
+        if (rest.find('@') != std::string_view::npos) {
+            why = "credentials do not belong in the url: use username and passwordFile";
+            return false;
+        }
+        std::string_view database;
+        if (const std::size_t slash = rest.find('/'); slash != std::string_view::npos) {
+            database = rest.substr(slash + 1);
+            rest = rest.substr(0, slash);
+        }
+        std::string_view host = rest;
+        std::string_view port;
+        if (rest.starts_with('[')) {
+            const std::size_t close = rest.find(']');
+            if (close == std::string_view::npos) {
+                why = "unclosed [ in the host";
+                return false;
+            }
+            host = rest.substr(1, close - 1);
+            if (rest.substr(close + 1).starts_with(':')) port = rest.substr(close + 2);
+        } else if (const std::size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
+            host = rest.substr(0, colon);
+            port = rest.substr(colon + 1);
+        }
+        if (host.empty()) {
+            why = "no host";
+            return false;
+        }
+        redis.host = std::string(host);
+        if (!port.empty()) {
+            unsigned value = 0;
+            const auto [stop, problem] = std::from_chars(port.data(), port.data() + port.size(), value);
+            if (problem != std::errc{} || stop != port.data() + port.size() || value == 0 || value > 65535) {
+                why = "invalid port " + inQuotes(port);
+                return false;
+            }
+            redis.port = static_cast<std::uint16_t>(value);
+        }
+        if (!database.empty()) {
+            int value = 0;
+            const auto [stop, problem] = std::from_chars(database.data(), database.data() + database.size(), value);
+            if (problem != std::errc{} || stop != database.data() + database.size() || value < 0) {
+                why = "invalid database number " + inQuotes(database);
+                return false;
+            }
+            redis.database = value;
+        }
+        return true;
     }
 
     // ---- sources
 
     void parseSource(const YAML::Node& node) {
         std::optional<Fields> fields =
-            reader_.mapping(node, node.Mark(), "source", {"name", "type", "path"}, kSourceKeys);
+            reader_.mapping(node, node.Mark(), "source", {"name", "type", "path", "rateLimit"}, kSourceKeys);
         if (!fields) return;
         SourceConfig source;
         std::optional<std::string> name = reader_.required(*fields, "name", "source");
@@ -769,6 +934,7 @@ private:
         if (std::optional<std::string> path = reader_.required(*fields, "path", "source")) {
             if (checkSourcePath(*path, valueMark(*fields->find("path")))) source.path = *path;
         }
+        if (const Entry* rateLimit = fields->find("rateLimit")) source.rateLimit = parseRateLimit(*rateLimit);
         // Type unknown: read the keys of both types anyway, to report their errors too.
         if (!type || *type == SourceType::flux) parseFluxSource(*fields, source);
         if (!type || *type == SourceType::github) parseGitHubSource(*fields, source);
@@ -792,6 +958,16 @@ private:
             return true;
         }
         return false;
+    }
+
+    std::optional<RateLimit> parseRateLimit(const Entry& entry) {
+        std::optional<Fields> fields = reader_.mapping(entry, "rateLimit", {"requestsPerSecond", "burst"});
+        if (!fields || !reader_.present(*fields, "requestsPerSecond", "rateLimit")) return std::nullopt;
+        std::optional<std::int64_t> rate = reader_.integer(*fields, "requestsPerSecond", 1, 1'000'000);
+        std::optional<std::int64_t> burst = reader_.integer(*fields, "burst", 1, 1'000'000);
+        if (!rate || (fields->find("burst") != nullptr && !burst)) return std::nullopt;
+        return RateLimit{.requestsPerSecond = static_cast<int>(*rate),
+                         .burst = static_cast<int>(burst.value_or(*rate))};
     }
 
     void parseFluxSource(const Fields& fields, SourceConfig& source) {
@@ -842,6 +1018,13 @@ private:
                 reader_.error(valueMark(*fields->find("concurrency")),
                               "'resolve: true' needs concurrency 1 (firing alerts are tracked in event order)");
             }
+            set(target.refireInterval, reader_.duration(*fields, "refireInterval", false));
+            if (const Entry* refire = fields->find("refireInterval"); refire != nullptr && !target.resolve) {
+                reader_.error(refire->key.Mark(), "'refireInterval' applies only with 'resolve: true'");
+            }
+            if (auto severities = reader_.stringMap(*fields, "severityMap")) {
+                target.severityMap.insert(severities->begin(), severities->end());
+            }
         }
         if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::fluxReceiver) parseReceiverTarget(*fields, target, type.has_value());
@@ -849,6 +1032,13 @@ private:
         if (!name || !claimName(targetNames_, "target", *name, valueMark(*fields->find("name")))) return;
         target.name = *name;
         targetTypes_[target.name] = type;
+        if (target.insecureSkipVerify) {
+            // Logged at every start and reload, and shown by check-config: easy to leave on by mistake.
+            reader_.warning(fields->find("insecureSkipVerify")->key.Mark(),
+                            "target " + inQuotes(target.name) +
+                                ": insecureSkipVerify is true, its server's TLS certificate and host name are not "
+                                "verified");
+        }
         config_.targets.push_back(std::move(target));
     }
 
@@ -861,7 +1051,7 @@ private:
         if (!url) {
             reader_.error(
                 valueMark(*fields.find("address")),
-                "invalid address " + inQuotes(*text) +
+                "invalid address " + quotedUrl(*text) +
                     (type == TargetType::github ? " (expected a repository URL, e.g. https://github.com/owner/repo)"
                                                 : " (expected an absolute http or https URL)"));
             return;
@@ -904,7 +1094,7 @@ private:
             if (!target.proxy) {
                 reader_.error(
                     valueMark(*fields.find("proxy")),
-                    "invalid proxy " + inQuotes(*proxy) + " (expected an http or https URL without credentials)");
+                    "invalid proxy " + quotedUrl(*proxy) + " (expected an http or https URL without credentials)");
             }
         }
         set(target.headers, reader_.stringMap(fields, "headers"));
@@ -1206,15 +1396,6 @@ private:
             renotify != nullptr && dedup.mode != DedupMode::transitions) {
             reader_.error(renotify->key.Mark(), "'renotify' applies only to dedup mode 'transitions'");
         }
-        // Parsed so the rest of the file is still checked, but refused: accepting them and
-        // forwarding as mode flux would promise a quieter relay than it is.
-        if (dedup.mode == DedupMode::transitions) {
-            reader_.error(valueMark(*fields->find("mode")),
-                          "dedup mode 'transitions' is not available in this build yet");
-        }
-        if (const Entry* threshold = fields->find("threshold"); threshold != nullptr && dedup.threshold > 0) {
-            reader_.error(valueMark(*threshold), "dedup 'threshold' is not available in this build yet");
-        }
     }
 
     // ---- shared
@@ -1248,24 +1429,77 @@ private:
     std::map<std::string, std::optional<TargetType>> targetTypes_;
 };
 
+// Where each of the first `limit` documents of a YAML stream starts: the mark of its root node (or
+// of the document when it is empty), as YAML::Node::Mark() gives it.
+class DocumentMarks final : public YAML::EventHandler {
+public:
+    std::vector<YAML::Mark> marks;
+
+    void OnDocumentStart(const YAML::Mark& mark) override {
+        marks.push_back(mark);
+        rootSeen_ = false;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+        node(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnMapEnd() override {}
+
+private:
+    void node(const YAML::Mark& mark) {
+        if (!rootSeen_ && !marks.empty()) marks.back() = mark;
+        rootSeen_ = true;
+    }
+
+    bool rootSeen_ = false;
+};
+
+std::vector<YAML::Mark> documentMarks(const std::string& text, std::size_t limit) {
+    std::istringstream stream(text);
+    YAML::Parser parser(stream);
+    DocumentMarks handler;
+    while (handler.marks.size() < limit && parser.HandleNextDocument(handler)) {
+    }
+    return std::move(handler.marks);
+}
+
 }  // namespace
 
 ConfigPtr loadConfigText(const std::string& text, const std::string& file) {
     Reader reader(file, fs::path(file).parent_path());
-    std::vector<YAML::Node> documents;
+    YAML::Node document;
+    std::vector<YAML::Mark> documents;
     try {
-        documents = YAML::LoadAll(text);
+        // Not YAML::LoadAll: on a stray ',' yaml-cpp 0.7 yields empty documents forever without
+        // moving on, and LoadAll collects them until the process runs out of memory.
+        documents = documentMarks(text, 2);
+        document = YAML::Load(text);
     } catch (const YAML::Exception& e) {
         reader.error(e.mark, e.msg);
         throw ConfigError(reader.takeDiagnostics());
     }
-    if (documents.empty() || documents.front().IsNull()) {
+    if (documents.size() == 2 && documents[0].pos == documents[1].pos) {
+        reader.error(documents[0], "unexpected ',' outside a [...] or {...} collection");
+        throw ConfigError(reader.takeDiagnostics());
+    }
+    if (documents.empty() || document.IsNull()) {
         reader.error(YAML::Mark(), "the configuration is empty");
         throw ConfigError(reader.takeDiagnostics());
     }
-    if (documents.size() > 1) reader.error(documents[1].Mark(), "only one YAML document is allowed");
-    Config config = Parser(reader).parse(documents.front());
+    if (documents.size() > 1) reader.error(documents[1], "only one YAML document is allowed");
+    Config config = Parser(reader).parse(document);
     config.file = file;
+    config.warnings = reader.takeWarnings();
     std::vector<ConfigDiagnostic> diagnostics = reader.takeDiagnostics();
     if (!diagnostics.empty()) throw ConfigError(std::move(diagnostics));
     return std::make_shared<const Config>(std::move(config));

@@ -96,6 +96,10 @@ bool constantTimeEquals(std::string_view a, std::string_view b) {
     return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+bool secretEquals(std::string_view given, std::string_view expected) {
+    return constantTimeEquals(sha256(given), sha256(expected));
+}
+
 std::string randomBytes(std::size_t count) {
     std::string out(count, '\0');
     std::size_t done = 0;

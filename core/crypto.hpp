@@ -18,6 +18,9 @@ bool fromHex(std::string_view hex, std::string& out);
 
 // Compares without an early exit, so timing reveals nothing but the lengths.
 bool constantTimeEquals(std::string_view a, std::string_view b);
+// For a secret whose length is secret too (tokens, passwords, header values): compares digests
+// in constant time, so neither the contents nor the length of `expected` leak.
+bool secretEquals(std::string_view given, std::string_view expected);
 
 // Cryptographically random bytes.
 std::string randomBytes(std::size_t count);

@@ -46,4 +46,13 @@ std::size_t utf8SequenceLength(std::string_view text) {
     return length;
 }
 
+bool isValidUtf8(std::string_view text) {
+    while (!text.empty()) {
+        const std::size_t length = utf8SequenceLength(text);
+        if (length == 0) return false;
+        text.remove_prefix(length);
+    }
+    return true;
+}
+
 }  // namespace fluxrelay

@@ -15,5 +15,7 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b);
 // Length of the well-formed UTF-8 sequence at text[0] (no overlong forms, surrogates or values
 // past U+10FFFF, as Go's utf8.ValidString judges it), or 0 when the bytes there are not one.
 std::size_t utf8SequenceLength(std::string_view text);
+// Whether the whole text is well-formed UTF-8 in that sense.
+bool isValidUtf8(std::string_view text);
 
 }  // namespace fluxrelay

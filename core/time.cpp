@@ -109,8 +109,11 @@ bool parseRfc3339(std::string_view text, TimePoint& out) {
     }
     if (pos != text.size()) return false;
 
-    const auto local = sys_days{date} + hours{hour} + minutes{minute} + seconds{second};
-    out = time_point_cast<Clock::duration>(local - offset) + duration_cast<Clock::duration>(nanoseconds{nanos});
+    const sys_seconds utc = sys_days{date} + hours{hour} + minutes{minute} + seconds{second} - offset;
+    // TimePoint counts nanoseconds in 64 bits, so it spans the years 1677 to 2262: a valid RFC3339
+    // time outside that (year 0001, 9999) cannot be represented, and converting it would overflow.
+    if (utc < ceil<seconds>(TimePoint::min()) || utc >= floor<seconds>(TimePoint::max())) return false;
+    out = time_point_cast<Clock::duration>(utc) + duration_cast<Clock::duration>(nanoseconds{nanos});
     return true;
 }
 

@@ -1,12 +1,18 @@
-// Dedup keys per route mode (SPEC §4 step 7): notification-controller's key, and its normalized variant.
+// Dedup per route (SPEC §4 step 7): notification-controller's key, its normalized variant, and
+// the per-object gates (transitions, threshold) that storage evaluates with the accept.
 #include "filters/dedup.hpp"
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "core/crypto.hpp"
+#include "core/duration.hpp"
 
 namespace fluxrelay {
 
@@ -55,6 +61,17 @@ bool isGoDuration(std::string_view word) {
     return !word.empty();
 }
 
+// Byte counts as Go libraries print them: "512B", "1.2MB", "3.5KiB", "42kB".
+bool isByteSize(std::string_view word) {
+    const std::size_t number = skipDecimal(word, 0);
+    if (number == 0) return false;
+    const std::string_view unit = word.substr(number);
+    for (std::string_view known : {"B", "kB", "KB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB"}) {
+        if (unit == known) return true;
+    }
+    return false;
+}
+
 // "3", "2.5", "10.0.0.1", "6.5.4": digit groups separated by single dots.
 bool isNumber(std::string_view word) {
     if (word.empty() || !isAsciiDigit(word.front()) || !isAsciiDigit(word.back())) return false;
@@ -94,6 +111,111 @@ std::string keyFor(const RouteConfig& route, const FluxEvent& event, std::string
     return route.name + ":" + toHex(sha256(joinedKey(event, message)));
 }
 
+// Per-object state (transitions, threshold) is keyed by the object, whatever its messages say.
+std::string objectKeyFor(const RouteConfig& route, std::string_view gate, const FluxEvent& event) {
+    const ObjectRef& object = event.involvedObject;
+    return route.name + ":" + std::string(gate) + ":" + object.kind + "/" + object.namespace_ + "/" + object.name;
+}
+
+// How long per-object state outlives the object's last event: an object silent for a week starts
+// afresh, and objects that were deleted do not accumulate.
+constexpr Duration kObjectStateLifetime = std::chrono::hours(24 * 7);
+
+std::int64_t toMillis(TimePoint time) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+}
+
+TimePoint fromMillis(std::int64_t millis) { return TimePoint(std::chrono::milliseconds(millis)); }
+
+// The held value as JSON; a value this build cannot read counts as no state at all, so a corrupt
+// entry costs one extra notification rather than a suppressed one.
+nlohmann::json heldState(const std::optional<std::string>& held) {
+    if (!held) return nlohmann::json::object();
+    nlohmann::json state = nlohmann::json::parse(*held, nullptr, false);
+    return state.is_object() ? state : nlohmann::json::object();
+}
+
+// Fields of held state, read defensively: a wrong type reads as absent.
+std::string textField(const nlohmann::json& state, const char* name) {
+    const auto it = state.find(name);
+    return it != state.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+TimePoint timeField(const nlohmann::json& state, const char* name) {
+    const auto it = state.find(name);
+    return fromMillis(it != state.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0);
+}
+
+DedupDecision forwardAndPut(nlohmann::json state, Duration ttl) {
+    return {.forward = true, .write = DedupDecision::Write::put, .value = state.dump(), .ttl = ttl, .reason = {}};
+}
+
+DedupDecision decideWindow(const DedupGate& gate, const nlohmann::json& held, TimePoint now, std::string_view eventId) {
+    if (held.contains("event")) {
+        const std::string reason = "same dedup key as event " + textField(held, "event") + ", forwarded at " +
+                                   formatRfc3339(timeField(held, "at")) + " (window " + formatDuration(gate.window) +
+                                   ")";
+        return {.forward = false, .write = DedupDecision::Write::keep, .value = {}, .ttl = {}, .reason = reason};
+    }
+    return forwardAndPut({{"event", eventId}, {"at", toMillis(now)}}, gate.window);
+}
+
+DedupDecision decideTransitions(const DedupGate& gate, const nlohmann::json& held, TimePoint now,
+                                std::string_view eventId) {
+    const nlohmann::json forwarded{{"state", gate.observation}, {"event", eventId}, {"at", toMillis(now)}};
+    if (textField(held, "state") != gate.observation) {
+        return forwardAndPut(forwarded, kObjectStateLifetime);
+    }
+    const TimePoint lastForwarded = timeField(held, "at");
+    const bool failing = gate.observation.starts_with("error/");
+    if (failing && gate.renotify > Duration::zero() && now - lastForwarded >= gate.renotify) {
+        return forwardAndPut(forwarded, kObjectStateLifetime);
+    }
+    std::string reason = "unchanged " + gate.observation + " since event " + textField(held, "event") +
+                         ", forwarded at " + formatRfc3339(lastForwarded);
+    if (failing && gate.renotify > Duration::zero()) {
+        reason += "; renotify after " + formatRfc3339(lastForwarded + gate.renotify);
+    }
+    // Written back unchanged but for its lifetime, which counts from the object's last event.
+    return {.forward = false,
+            .write = DedupDecision::Write::put,
+            .value = held.dump(),
+            .ttl = kObjectStateLifetime,
+            .reason = reason};
+}
+
+DedupDecision decideThreshold(const DedupGate& gate, const nlohmann::json& held, TimePoint now,
+                              std::string_view eventId) {
+    if (gate.observation != "error") {
+        // Anything but a failure means the object is not failing: the count starts again.
+        return {.forward = true,
+                .write = held.empty() ? DedupDecision::Write::keep : DedupDecision::Write::erase,
+                .value = {},
+                .ttl = {},
+                .reason = {}};
+    }
+    // The failures inside the window, oldest first; only the last `threshold` can matter.
+    std::vector<std::int64_t> failures;
+    if (const auto it = held.find("failures"); it != held.end() && it->is_array()) {
+        for (const auto& at : *it) {
+            if (at.is_number_integer() && fromMillis(at.get<std::int64_t>()) > now - gate.window) {
+                failures.push_back(at.get<std::int64_t>());
+            }
+        }
+    }
+    failures.push_back(toMillis(now));
+    const std::size_t limit = static_cast<std::size_t>(std::max(gate.threshold, 1));
+    if (failures.size() > limit) failures.erase(failures.begin(), failures.end() - static_cast<std::ptrdiff_t>(limit));
+    const nlohmann::json state{{"failures", failures}, {"event", eventId}};
+    if (failures.size() >= limit) return forwardAndPut(state, gate.window);
+    return {.forward = false,
+            .write = DedupDecision::Write::put,
+            .value = state.dump(),
+            .ttl = gate.window,
+            .reason = "failure " + std::to_string(failures.size()) + " of " + std::to_string(gate.threshold) +
+                      " within " + formatDuration(gate.window)};
+}
+
 }  // namespace
 
 std::string fluxDedupKey(const FluxEvent& event) { return toHex(sha256(joinedKey(event, event.message))); }
@@ -117,6 +239,8 @@ std::string normalizeMessage(std::string_view message) {
             out += "<num>";
         } else if (isGoDuration(word)) {
             out += "<duration>";
+        } else if (isByteSize(word)) {
+            out += "<size>";
         } else {
             out += word;
         }
@@ -137,11 +261,100 @@ std::string dedupKey(const RouteConfig& route, const Event& event) {
         case DedupMode::normalized:
             return keyFor(route, *flux, normalizeMessage(flux->message));
         case DedupMode::transitions:
-            // Transitions and thresholds need per-object state that storage keeps (a later
-            // change); until then they dedup exactly like `flux`.
-            return keyFor(route, *flux, flux->message);
+            return objectKeyFor(route, "transitions", *flux);
     }
     return {};
+}
+
+DedupDecision decideDedup(const DedupGate& gate, const std::optional<std::string>& held, TimePoint now,
+                          std::string_view eventId) {
+    const nlohmann::json state = heldState(held);
+    DedupDecision decision;
+    switch (gate.kind) {
+        case DedupGate::Kind::window:
+            decision = decideWindow(gate, state, now, eventId);
+            break;
+        case DedupGate::Kind::transitions:
+            decision = decideTransitions(gate, state, now, eventId);
+            break;
+        case DedupGate::Kind::threshold:
+            decision = decideThreshold(gate, state, now, eventId);
+            break;
+    }
+    if (!decision.forward) decision.reason = gate.label + ": " + decision.reason;
+    return decision;
+}
+
+namespace {
+
+Verdict verdictOf(DedupGate::Kind kind) {
+    switch (kind) {
+        case DedupGate::Kind::window:
+            return Verdict::duplicate;
+        case DedupGate::Kind::transitions:
+            return Verdict::unchanged;
+        case DedupGate::Kind::threshold:
+            return Verdict::belowThreshold;
+    }
+    return Verdict::duplicate;
+}
+
+}  // namespace
+
+std::optional<DedupSuppression> applyDedupGates(const std::vector<DedupGate>& gates, DedupStateStore& store,
+                                                TimePoint now, std::string_view eventId) {
+    for (const DedupGate& gate : gates) {
+        const DedupDecision decision = decideDedup(gate, store.read(gate.key, now), now, eventId);
+        switch (decision.write) {
+            case DedupDecision::Write::keep:
+                break;
+            case DedupDecision::Write::put:
+                store.put(gate.key, decision.value, now + decision.ttl);
+                break;
+            case DedupDecision::Write::erase:
+                store.erase(gate.key);
+                break;
+        }
+        if (!decision.forward) return DedupSuppression{verdictOf(gate.kind), decision.reason};
+    }
+    return std::nullopt;
+}
+
+std::vector<DedupGate> dedupGates(const RouteConfig& route, const Event& event) {
+    const FluxEvent* flux = event.flux();
+    if (flux == nullptr) return {};
+    std::vector<DedupGate> gates;
+    const DedupConfig& dedup = route.dedup;
+    if (dedup.threshold > 0) {
+        gates.push_back({.kind = DedupGate::Kind::threshold,
+                         .label = "dedup threshold " + std::to_string(dedup.threshold),
+                         .key = objectKeyFor(route, "threshold", *flux),
+                         .window = dedup.window,
+                         .renotify = {},
+                         .threshold = dedup.threshold,
+                         .observation = flux->severity});
+    }
+    const std::string key = dedupKey(route, event);
+    if (key.empty()) return gates;
+    const std::string label = "dedup mode " + std::string(toString(dedup.mode));
+    if (dedup.mode == DedupMode::transitions) {
+        gates.push_back({.kind = DedupGate::Kind::transitions,
+                         .label = label,
+                         .key = key,
+                         .window = {},
+                         .renotify = dedup.renotify,
+                         .threshold = 0,
+                         .observation = flux->severity + "/" + flux->reason});
+    } else {
+        gates.push_back({.kind = DedupGate::Kind::window,
+                         .label = label,
+                         .key = key,
+                         .window = dedup.window,
+                         .renotify = {},
+                         .threshold = 0,
+                         .observation = {}});
+    }
+    return gates;
 }
 
 }  // namespace fluxrelay

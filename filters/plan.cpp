@@ -62,8 +62,7 @@ std::vector<RoutePlan> planRoutes(const Config& config, const EventPtr& event) {
                 // The loader guarantees every route target exists.
                 plan.targets.push_back({targetName, targetAccepts(target->type, *plan.event)});
             }
-            plan.dedupKey = dedupKey(route, *plan.event);
-            plan.dedupWindow = route.dedup.window;
+            plan.dedup = dedupGates(route, *plan.event);
             if (route.debounce > Duration::zero()) {
                 plan.delay = route.debounce;
                 plan.coalesceKey = route.name;

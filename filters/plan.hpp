@@ -7,6 +7,7 @@
 
 #include "config/config.hpp"
 #include "core/event.hpp"
+#include "filters/dedup.hpp"
 #include "filters/verdict.hpp"
 
 namespace fluxrelay {
@@ -20,9 +21,8 @@ struct RoutePlan {
     std::string route;
     Decision decision;                // steps 1–5
     std::vector<TargetPlan> targets;  // filled when the route matched
-    std::string dedupKey;             // empty: no dedup for this route
-    Duration dedupWindow{0};
-    EventPtr event;  // the event as this route delivers it
+    std::vector<DedupGate> dedup;     // empty: no dedup for this route
+    EventPtr event;                   // the event as this route delivers it
     // Debounce (GitHub routes): deliveries wait `delay`, and a burst within it coalesces into one
     // delivery of the latest event per target; coalesceKey is the route's name, empty when off.
     Duration delay{0};

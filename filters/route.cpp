@@ -39,6 +39,10 @@ std::string_view toString(Verdict verdict) {
             return "target_rule";
         case Verdict::duplicate:
             return "duplicate";
+        case Verdict::unchanged:
+            return "unchanged";
+        case Verdict::belowThreshold:
+            return "below_threshold";
     }
     return "unknown";
 }

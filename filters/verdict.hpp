@@ -17,7 +17,9 @@ enum class Verdict {
     exclusion,       // an exclusionList pattern matched
     match,           // a `match` field matcher failed
     targetRule,      // Flux's per-target-type rule (commit_status / commit metadata)
-    duplicate,       // dedup suppressed it
+    duplicate,       // dedup: the same key was forwarded within the window
+    unchanged,       // dedup transitions: the object's severity/reason did not change
+    belowThreshold,  // dedup threshold: not yet enough failures within the window
 };
 
 struct Decision {

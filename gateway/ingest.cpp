@@ -1,6 +1,8 @@
 // Ingest: the one path of an event from the socket to storage (SPEC §3.3: 2xx only once stored).
 #include "gateway/ingest.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
@@ -50,6 +52,10 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
         co_return errorResponse(404, "no source is configured at " + std::string(path));
     }
     observer_.onReceived(source->name);
+    // Before any verification: refusing is what keeps a flood from costing HMACs and storage.
+    if (auto refused = rateLimited(*source)) {
+        co_return std::move(*refused);
+    }
     if (request.method() != http::verb::post) {
         const std::string error = "method " + std::string(request.method_string()) + " is not allowed; use POST";
         observer_.onRejected(source->name, 405, "method", error);
@@ -58,14 +64,36 @@ boost::asio::awaitable<HttpServerResponse> Ingest::handle(HttpServerRequest& req
         co_return response;
     }
 
-    // Verification and parsing are plain functions: no co_await while their results are alive
-    // (GCC 12 miscompiles coroutine frames holding such variants across suspension points).
+    // Verification and parsing are plain functions: decisions without I/O, tested without a socket.
     auto parsed = parse(*source, request);
     if (auto* answer = std::get_if<HttpServerResponse>(&parsed)) {
         co_return std::move(*answer);
     }
     EventPtr event = std::get<EventPtr>(std::move(parsed));
     co_return co_await store(*config, std::move(event));
+}
+
+std::optional<HttpServerResponse> Ingest::rateLimited(const SourceConfig& source) {
+    if (!source.rateLimit) {
+        return std::nullopt;
+    }
+    RateDecision decision;
+    {
+        std::lock_guard lock(bucketsMutex_);
+        decision = takeToken(buckets_[source.name], *source.rateLimit, RateClock::now());
+    }
+    if (decision.allowed) {
+        return std::nullopt;
+    }
+    const auto seconds = std::max<std::int64_t>(1, (decision.retryAfter.count() + 999) / 1000);
+    const std::string error = "rate limit of source " + source.name + " exceeded (" +
+                              std::to_string(source.rateLimit->requestsPerSecond) + " requests per second, burst " +
+                              std::to_string(source.rateLimit->burst) + "); retry after " + std::to_string(seconds) +
+                              " s";
+    observer_.onRejected(source.name, 429, "rate_limit", error);
+    auto response = errorResponse(429, error);
+    response.set(http::field::retry_after, std::to_string(seconds));
+    return response;
 }
 
 std::variant<EventPtr, HttpServerResponse> Ingest::parse(const SourceConfig& source, const HttpServerRequest& request) {
@@ -128,8 +156,7 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
             continue;
         }
         AcceptRequest::Route route{.name = plan.route,
-                                   .dedupKey = plan.dedupKey,
-                                   .dedupWindow = plan.dedupWindow,
+                                   .dedup = plan.dedup,
                                    .event = plan.event,
                                    .targets = {},
                                    .delay = plan.delay,
@@ -164,12 +191,12 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
                      event->github() ? event->github()->deliveryId : event->id);
         co_return jsonResponse(200, R"({"status":"duplicate"})");
     }
-    for (const auto& route : result.duplicateRoutes) {
-        spdlog::debug("event {} suppressed as a duplicate on route {}", event->id, route);
+    for (const auto& suppressed : result.suppressed) {
+        spdlog::debug("event {} suppressed on route {}: {}", event->id, suppressed.route, suppressed.why.reason);
         for (auto& fate : fates) {
-            if (fate.route == route) {
-                fate.verdict = std::string(toString(Verdict::duplicate));
-                fate.reason = "an identical event was forwarded within the dedup window";
+            if (fate.route == suppressed.route) {
+                fate.verdict = std::string(toString(suppressed.why.verdict));
+                fate.reason = suppressed.why.reason;
                 fate.targets.clear();
             }
         }

@@ -2,12 +2,16 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 #include <variant>
 
 #include <boost/asio/awaitable.hpp>
 
 #include "config/config.hpp"
 #include "core/observer.hpp"
+#include "gateway/rate_limit.hpp"
 #include "gateway/server.hpp"
 #include "storage/storage.hpp"
 
@@ -25,10 +29,14 @@ private:
     // The event a source makes of the request, or the answer refusing it.
     std::variant<EventPtr, HttpServerResponse> parse(const SourceConfig& source, const HttpServerRequest& request);
     boost::asio::awaitable<HttpServerResponse> store(const Config& config, EventPtr event);
+    // The 429 when the source's rateLimit refuses this request.
+    std::optional<HttpServerResponse> rateLimited(const SourceConfig& source);
 
     std::function<ConfigPtr()> config_;
     Storage& storage_;
     RelayObserver& observer_;
+    std::mutex bucketsMutex_;
+    std::unordered_map<std::string, TokenBucket> buckets_;  // by source name; kept across reloads
 };
 
 // Health answers shared by both listeners: /healthz is liveness, /readyz readiness.

@@ -30,17 +30,22 @@ struct ServerLimits {
     Duration readTimeout = std::chrono::seconds(30);  // whole request, once its first byte arrived
     Duration idleTimeout = std::chrono::seconds(75);  // keep-alive connection waiting for a request
     Duration writeTimeout = std::chrono::seconds(30);
+    std::size_t maxConnections = 1024;  // open at once; past it a new connection gets a 503 and is closed
+    Duration handshakeTimeout = std::chrono::seconds(10);  // TLS listeners: from accept to an established session
 };
 
 // A JSON answer `{"error": message}` (or any body) with the usual headers.
 HttpServerResponse jsonResponse(unsigned status, std::string body, unsigned version = 11);
 HttpServerResponse errorResponse(unsigned status, std::string_view message, unsigned version = 11);
 
+class ListenerTls;
+
 class HttpServer {
 public:
-    // Binds at once (throws on failure: a start-up error); call start() to accept.
+    // Binds at once (throws on failure: a start-up error); call start() to accept. With `tls`,
+    // every connection speaks TLS, each new one with the context `tls` holds at its accept.
     HttpServer(boost::asio::io_context& io, const Endpoint& listen, ServerLimits limits, RequestHandler handler,
-               std::string name);
+               std::string name, std::shared_ptr<const ListenerTls> tls = nullptr);
     ~HttpServer();
 
     HttpServer(const HttpServer&) = delete;
@@ -58,15 +63,22 @@ private:
     struct Connection;
     boost::asio::awaitable<void> acceptLoop();
     boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+    // One session for plain and TLS streams.
+    template <class Stream>
+    boost::asio::awaitable<void> session(Connection& connection, Stream& stream);
     boost::asio::awaitable<HttpServerResponse> handleGuarded(HttpServerRequest& request);
-    static boost::asio::awaitable<void> lingeringClose(boost::beast::tcp_stream& stream);
+    template <class Stream>
+    static boost::asio::awaitable<void> lingeringClose(Stream& stream);
+    boost::asio::awaitable<void> refuse(boost::beast::tcp_stream stream);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
     ServerLimits limits_;
     RequestHandler handler_;
     std::string name_;
+    std::shared_ptr<const ListenerTls> tls_;  // null: plain HTTP
     std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> refusing_{0};  // connections over the cap being answered 503
     mutable std::mutex mutex_;
     std::unordered_set<std::shared_ptr<Connection>> connections_;
 };

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
+#include <cstdint>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -50,22 +53,17 @@ public:
             if (!delivery.event || delivery.event->flux() == nullptr) {
                 return Outcome::permanent("alertmanager targets take only Flux events");
             }
-            alerts.push_back(fluxAlert(*delivery.event));
+            alerts.push_back(alertFor(*delivery.event));
         }
         return post(alerts);
     }
 
-    // With `resolve: true` the target remembers, per object, the alerts it fired; an info event
-    // of that object re-sends them with endsAt = now, so Alertmanager resolves them.
-    std::vector<std::string> stateKeys(std::span<const Delivery> batch) const override {
-        std::vector<std::string> keys;
-        if (!target_.resolve) return keys;
-        for (const Delivery& delivery : batch) {
-            if (delivery.event && delivery.event->flux()) keys.push_back(firingKey(*delivery.event->flux()));
-        }
-        std::sort(keys.begin(), keys.end());
-        keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-        return keys;
+    // With `resolve: true` the target remembers, per object, the alerts it fired (one key per
+    // target, so the periodic re-send reads one value); an info event of that object re-sends them
+    // with endsAt = now, so Alertmanager resolves them.
+    std::vector<std::string> stateKeys(std::span<const Delivery> /*batch*/) const override {
+        if (!target_.resolve) return {};
+        return {firingKey()};
     }
 
     std::vector<BuildResult> buildRequests(std::span<const Delivery> batch, const State& state,
@@ -83,54 +81,116 @@ public:
 
     State stateAfterDelivery(std::span<const Delivery> batch, const State& state) const override {
         if (!target_.resolve) return {};
-        State out;
-        for (auto& [key, firing] : replayBatch(batch, state, Clock::now()).firing) {
-            out[key] = firing.empty() ? std::nullopt : std::optional(firing.dump());
+        return stored(replayBatch(batch, state, Clock::now()).firing);
+    }
+
+    std::optional<Duration> refreshInterval() const override {
+        return target_.resolve ? std::optional(target_.refireInterval) : std::nullopt;
+    }
+
+    std::vector<std::string> refreshStateKeys() const override { return stateKeys({}); }
+
+    // Every alert still firing, valid for another three intervals: Alertmanager keeps it active
+    // as long as the relay keeps re-sending it, and ends it by itself if the relay is gone.
+    std::vector<BuildResult> buildRefresh(const State& state, TimePoint now) const override {
+        nlohmann::json alerts = nlohmann::json::array();
+        const nlohmann::json firing = firingSets(state, now);
+        for (const auto& entry : firing) {
+            for (nlohmann::json alert : entry["alerts"]) {
+                alert["endsAt"] = formatRfc3339Nano(now + firingValidity());
+                alerts.push_back(std::move(alert));
+            }
         }
-        return out;
+        std::vector<BuildResult> requests;
+        for (std::size_t first = 0; first < alerts.size(); first += maxBatch()) {
+            const std::size_t last = std::min(alerts.size(), first + maxBatch());
+            requests.emplace_back(post(nlohmann::json(alerts.begin() + static_cast<std::ptrdiff_t>(first),
+                                                      alerts.begin() + static_cast<std::ptrdiff_t>(last))));
+        }
+        return requests;
     }
 
 private:
     struct Replay {
-        nlohmann::json alerts = nlohmann::json::array();  // what to post, in order
-        std::map<std::string, nlohmann::json> firing;     // per object key: the alerts left firing
+        nlohmann::json alerts = nlohmann::json::array();   // what to post, in order
+        nlohmann::json firing = nlohmann::json::object();  // per object: {seenAt, alerts} still firing
     };
 
-    std::string firingKey(const FluxEvent& event) const {
-        return "alertmanager-firing:" + target_.name + ":" + event.involvedObject.kind + "/" +
-               event.involvedObject.namespace_ + "/" + event.involvedObject.name;
+    // An object's alerts stop being re-sent this long after its last failure reached the target:
+    // a deleted object sends no recovery, and its alert must end some day.
+    static constexpr Duration kFiringMemory = std::chrono::hours(24);
+
+    std::string firingKey() const { return "alertmanager-firing:" + target_.name; }
+
+    static std::string objectKey(const FluxEvent& event) {
+        return event.involvedObject.kind + "/" + event.involvedObject.namespace_ + "/" + event.involvedObject.name;
+    }
+
+    Duration firingValidity() const { return 3 * target_.refireInterval; }
+
+    // Flux's alert, with the target's severity mapping applied.
+    nlohmann::json alertFor(const Event& event) const {
+        nlohmann::json alert = fluxAlert(event);
+        if (const auto it = target_.severityMap.find(event.flux()->severity); it != target_.severityMap.end()) {
+            alert["labels"]["severity"] = it->second;
+        }
+        return alert;
+    }
+
+    // The stored firing sets, minus objects whose last failure is older than kFiringMemory.
+    nlohmann::json firingSets(const State& state, TimePoint now) const {
+        nlohmann::json firing = nlohmann::json::object();
+        if (const auto it = state.find(firingKey()); it != state.end() && it->second) {
+            firing = nlohmann::json::parse(*it->second, nullptr, false);
+            if (!firing.is_object()) firing = nlohmann::json::object();
+        }
+        const auto cutoff =
+            std::chrono::duration_cast<std::chrono::milliseconds>((now - kFiringMemory).time_since_epoch()).count();
+        for (auto it = firing.begin(); it != firing.end();) {
+            const auto& seenAt = (*it)["seenAt"];
+            const bool fresh =
+                seenAt.is_number_integer() && seenAt.get<std::int64_t>() >= cutoff && (*it)["alerts"].is_array();
+            it = fresh ? std::next(it) : firing.erase(it);
+        }
+        return firing;
+    }
+
+    State stored(const nlohmann::json& firing) const {
+        return {{firingKey(), firing.empty() ? std::nullopt : std::optional(firing.dump())}};
     }
 
     // Plays the batch over the stored firing sets: errors fire (and are remembered, one per label
     // set), other events end everything their object has firing. Pure, so the request and the
     // state written after it always agree.
     Replay replayBatch(std::span<const Delivery> batch, const State& state, TimePoint now) const {
-        Replay replay;
-        for (const auto& [key, value] : state) {
-            auto parsed = value ? nlohmann::json::parse(*value, nullptr, false) : nlohmann::json::array();
-            replay.firing[key] = parsed.is_array() ? parsed : nlohmann::json::array();
-        }
+        Replay replay{.alerts = nlohmann::json::array(), .firing = firingSets(state, now)};
+        const auto nowMillis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
         for (const Delivery& delivery : batch) {
             const FluxEvent& flux = *delivery.event->flux();
-            nlohmann::json& firing = replay.firing[firingKey(flux)];
+            const std::string object = objectKey(flux);
             if (flux.severity == "error") {
-                nlohmann::json alert = fluxAlert(*delivery.event);
+                nlohmann::json alert = alertFor(*delivery.event);
                 nlohmann::json kept = nlohmann::json::array();
-                for (auto& known : firing) {
-                    if (known["labels"] != alert["labels"]) kept.push_back(std::move(known));
+                if (replay.firing.contains(object)) {
+                    for (auto& known : replay.firing[object]["alerts"]) {
+                        if (known["labels"] != alert["labels"]) kept.push_back(std::move(known));
+                    }
                 }
                 kept.push_back(alert);
-                firing = std::move(kept);
+                replay.firing[object] = {{"seenAt", nowMillis}, {"alerts", std::move(kept)}};
+                alert["endsAt"] = formatRfc3339Nano(now + firingValidity());
                 replay.alerts.push_back(std::move(alert));
                 continue;
             }
-            for (nlohmann::json alert : firing) {
-                alert["status"] = "resolved";
-                alert["endsAt"] = formatRfc3339Nano(now);
-                replay.alerts.push_back(std::move(alert));
+            if (replay.firing.contains(object)) {
+                for (nlohmann::json alert : replay.firing[object]["alerts"]) {
+                    alert["status"] = "resolved";
+                    alert["endsAt"] = formatRfc3339Nano(now);
+                    replay.alerts.push_back(std::move(alert));
+                }
+                replay.firing.erase(object);
             }
-            firing = nlohmann::json::array();
-            if (!flux.resolveOnly) replay.alerts.push_back(fluxAlert(*delivery.event));
+            if (!flux.resolveOnly) replay.alerts.push_back(alertFor(*delivery.event));
         }
         return replay;
     }

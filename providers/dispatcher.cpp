@@ -4,6 +4,7 @@
 #include <atomic>
 #include <mutex>
 #include <random>
+#include <set>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -36,7 +37,6 @@ public:
           provider_(makeProvider(target)),
           // Always: a provider may reach another origin over https than its address names.
           tls_(makeClientTlsContext(target)),
-          wake_(strand_),
           idle_(strand_),
           rng_(std::random_device{}()) {
         health_.target = target.name;
@@ -46,17 +46,17 @@ public:
             throw std::runtime_error("target " + target.name + ": type " + std::string(toString(target.type)) +
                                      " is not available in this build");
         }
-        if (target.insecureSkipVerify) {
-            spdlog::warn("target {}: insecureSkipVerify is set, TLS certificates are not verified", target.name);
-        }
     }
 
     void start() {
         spdlog::info("target {}: {} workers, batches of up to {}", target_.name, target_.concurrency,
                      provider_->maxBatch());
+        if (provider_->refreshInterval()) nextRefresh_ = Clock::now();  // alerts may have lapsed while down
         for (int i = 0; i < target_.concurrency; ++i) {
             ++workers_;
-            asio::co_spawn(strand_, work(), asio::detached);
+            // The first worker also runs the provider's refreshes, so they never overlap a delivery
+            // on targets that keep state (those run one worker).
+            asio::co_spawn(strand_, work(i == 0), asio::detached);
         }
     }
 
@@ -64,14 +64,14 @@ public:
     void poke() {
         asio::post(strand_, [self = shared_from_this()] {
             ++self->workSeq_;
-            self->wake_.cancel();
+            self->wakeAll();
         });
     }
 
     asio::awaitable<void> stop() {
         co_await asio::post(strand_, asio::use_awaitable);
         stopping_ = true;
-        wake_.cancel();
+        wakeAll();
         while (workers_ > 0) {
             idle_.expires_at(asio::steady_timer::time_point::max());
             co_await idle_.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -79,11 +79,15 @@ public:
     }
 
 private:
-    asio::awaitable<void> work() {
+    asio::awaitable<void> work(bool refreshes) {
         HttpConnection connection(strand_, tls_, !target_.insecureSkipVerify);
         while (!stopping_) {
             if (const auto blocked = blockedUntil(Clock::now())) {
                 co_await sleepUntil(*blocked);
+                continue;
+            }
+            if (refreshes && nextRefresh_ && *nextRefresh_ <= Clock::now()) {
+                co_await refresh(connection);
                 continue;
             }
             const auto seenSeq = workSeq_;
@@ -91,7 +95,7 @@ private:
                 co_await asyncClaim(storage_, target_.name, provider_->maxBatch(), Clock::now(), asio::use_awaitable);
             if (claim.deliveries.empty()) {
                 if (workSeq_ == seenSeq && !stopping_) {
-                    co_await sleepUntil(claim.nextDue);
+                    co_await sleepUntil(refreshes ? earliest(claim.nextDue, nextRefresh_) : claim.nextDue);
                 }
                 continue;
             }
@@ -169,6 +173,34 @@ private:
             }
         }
         co_return outcome;
+    }
+
+    // One round of the provider's periodic re-sends. A failed round is logged and waits for the
+    // next: what it re-sends stays valid for longer than one interval.
+    asio::awaitable<void> refresh(HttpConnection& connection) {
+        nextRefresh_ = Clock::now() + *provider_->refreshInterval();
+        Provider::State state;
+        for (auto& key : provider_->refreshStateKeys()) {
+            state[key] = co_await asyncGetValue(storage_, key, asio::use_awaitable);
+        }
+        for (const BuildResult& one : provider_->buildRefresh(state, Clock::now())) {
+            const auto* request = std::get_if<HttpRequest>(&one);
+            if (request == nullptr) continue;
+            const HttpResult result = co_await connection.send(*request, target_.timeout);
+            const Outcome outcome =
+                result.response ? provider_->classify(*result.response) : Outcome::retry(result.error);
+            if (outcome.kind != OutcomeKind::delivered) {
+                spdlog::warn("target {}: re-sending firing alerts failed: {}; next round in {}", target_.name,
+                             outcome.detail, formatDuration(*provider_->refreshInterval()));
+                co_return;
+            }
+            spdlog::debug("target {}: firing alerts re-sent", target_.name);
+        }
+    }
+
+    static std::optional<TimePoint> earliest(std::optional<TimePoint> a, std::optional<TimePoint> b) {
+        if (!a || !b) return a ? a : b;
+        return std::min(*a, *b);
     }
 
     // Breaker and rate-limit bookkeeping. A permanent failure is the request's fault, not the
@@ -283,12 +315,20 @@ private:
         }
     }
 
+    // Each sleeping worker waits on a timer of its own: with one shared timer, each worker's
+    // expires_after() cancelled the others' waits, and idle workers woke each other forever.
     asio::awaitable<void> sleepUntil(std::optional<TimePoint> due) {
         // Wall-clock due times map onto the steady timer; a poke cancels the wait early.
         const auto wait = due ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(*due - Clock::now())
                               : std::chrono::steady_clock::duration(std::chrono::hours(1));
-        wake_.expires_after(std::max(wait, std::chrono::steady_clock::duration::zero()));
-        co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+        asio::steady_timer timer(strand_, std::max(wait, std::chrono::steady_clock::duration::zero()));
+        sleepers_.insert(&timer);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        sleepers_.erase(&timer);
+    }
+
+    void wakeAll() {
+        for (asio::steady_timer* timer : sleepers_) timer->cancel();
     }
 
     // Remembered states outlive any retry schedule but not forever.
@@ -300,11 +340,12 @@ private:
     TargetConfig target_;
     std::unique_ptr<Provider> provider_;
     std::shared_ptr<asio::ssl::context> tls_;
-    asio::steady_timer wake_;
+    std::set<asio::steady_timer*> sleepers_;  // the waits of sleeping workers; strand only
     asio::steady_timer idle_;
     std::mt19937_64 rng_;
     CircuitBreaker breaker_{5, std::chrono::seconds(1), std::chrono::minutes(1)};
     TimePoint pausedUntil_{};
+    std::optional<TimePoint> nextRefresh_;  // set for providers with periodic re-sends
     std::atomic<std::uint64_t> inFlight_{0};
     mutable std::mutex healthMutex_;  // health_ is read by the admin listener's threads
     TargetHealth health_;

@@ -62,15 +62,6 @@ std::string_view trimSpaces(std::string_view text) {
     return text.substr(first, text.find_last_not_of(" \t") - first + 1);
 }
 
-bool validUtf8(std::string_view text) {
-    while (!text.empty()) {
-        const std::size_t length = utf8SequenceLength(text);
-        if (length == 0) return false;
-        text.remove_prefix(length);
-    }
-    return true;
-}
-
 // The first `count` characters (code points; a stray byte counts as one).
 std::string firstChars(std::string_view text, std::size_t count) {
     std::size_t pos = 0;
@@ -356,7 +347,7 @@ std::optional<std::string> statusState(std::string_view severity) {
 
 std::vector<std::string> splitCamelCase(std::string_view text) {
     // As Go: invalid UTF-8 is not split at all.
-    if (!validUtf8(text)) return {std::string(text)};
+    if (!isValidUtf8(text)) return {std::string(text)};
     std::vector<std::string> runs;
     std::optional<CharClass> last;
     for (std::size_t pos = 0; pos < text.size();) {

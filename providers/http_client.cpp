@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <variant>
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -29,14 +31,16 @@ std::shared_ptr<ssl::context> makeClientTlsContext(const TargetConfig& target) {
     context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                          ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     beast::error_code error;
-    if (target.caFile.empty()) {
-        context->set_default_verify_paths(error);
-    } else {
+    // caFile adds a CA to the system's, as Flux's certSecretRef does.
+    context->set_default_verify_paths(error);
+    if (!error && !target.caFile.empty()) {
         context->load_verify_file(target.caFile, error);
     }
     if (error) {
-        throw std::runtime_error("target " + target.name + ": cannot load CA certificates: " + error.message());
+        throw std::runtime_error("target " + target.name + ": cannot load CA certificates" +
+                                 (target.caFile.empty() ? "" : " from " + target.caFile) + ": " + error.message());
     }
+    context->set_verify_mode(target.insecureSkipVerify ? ssl::verify_none : ssl::verify_peer);
     if (!target.certFile.empty()) {
         context->use_certificate_chain_file(target.certFile, error);
         if (!error) {
@@ -54,7 +58,7 @@ struct HttpConnection::State {
 
     asio::any_io_executor executor;
     std::shared_ptr<ssl::context> tls;
-    bool verifyPeer = true;
+    bool verifyHostName = true;
     std::variant<std::monostate, beast::tcp_stream, TlsStream> stream;
     std::string origin;  // scheme://host:port the open stream is connected to
     beast::flat_buffer buffer;
@@ -83,22 +87,37 @@ struct HttpConnection::State {
             stream.emplace<beast::tcp_stream>(std::move(tcpStream));
         } else {
             auto& tlsStream = stream.emplace<TlsStream>(std::move(tcpStream), *tls);
-            // SNI, and the certificate must name the host we meant to reach.
-            if (!SSL_set_tlsext_host_name(tlsStream.native_handle(), url.host.c_str())) {
+            SSL* native = tlsStream.native_handle();
+            beast::error_code notAnAddress;
+            asio::ip::make_address(url.host, notAnAddress);
+            const bool ipAddress = !notAnAddress;
+            // SNI names hosts only, never addresses (RFC 6066).
+            if (!ipAddress && !SSL_set_tlsext_host_name(native, url.host.c_str())) {
                 close();
                 co_return "TLS: cannot set SNI host name";
             }
-            if (verifyPeer) {
-                tlsStream.set_verify_mode(ssl::verify_peer);
-                tlsStream.set_verify_callback(ssl::host_name_verification(url.host));
-            } else {
-                tlsStream.set_verify_mode(ssl::verify_none);
+            if (verifyHostName) {
+                // The certificate must name the host (or address) we meant to reach: OpenSSL's
+                // own check, so that a failure says which check failed.
+                X509_VERIFY_PARAM* param = SSL_get0_param(native);
+                X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                const int named = ipAddress ? X509_VERIFY_PARAM_set1_ip_asc(param, url.host.c_str())
+                                            : X509_VERIFY_PARAM_set1_host(param, url.host.c_str(), url.host.size());
+                if (named != 1) {
+                    close();
+                    co_return "TLS: cannot verify host name " + url.host;
+                }
             }
             beast::get_lowest_layer(tlsStream).expires_after(timeout);
             auto [handshakeError] = co_await tlsStream.async_handshake(ssl::stream_base::client, kNoThrow);
             if (handshakeError) {
+                std::string message = "TLS handshake with " + url.hostHeader() + ": " + handshakeError.message();
+                const long verified = SSL_get_verify_result(native);
+                if (SSL_get_verify_mode(native) != SSL_VERIFY_NONE && verified != X509_V_OK) {
+                    message += ": " + std::string(X509_verify_cert_error_string(verified));
+                }
                 close();
-                co_return "TLS handshake with " + url.hostHeader() + ": " + handshakeError.message();
+                co_return message;
             }
         }
         origin = url.scheme + "://" + url.hostHeader();
@@ -132,11 +151,11 @@ struct HttpConnection::State {
     }
 };
 
-HttpConnection::HttpConnection(asio::any_io_executor executor, std::shared_ptr<ssl::context> tls, bool verifyPeer)
+HttpConnection::HttpConnection(asio::any_io_executor executor, std::shared_ptr<ssl::context> tls, bool verifyHostName)
     : state_(std::make_unique<State>()) {
     state_->executor = std::move(executor);
     state_->tls = std::move(tls);
-    state_->verifyPeer = verifyPeer;
+    state_->verifyHostName = verifyHostName;
 }
 
 HttpConnection::~HttpConnection() = default;

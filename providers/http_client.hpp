@@ -23,16 +23,19 @@ struct HttpResult {
     std::string error;
 };
 
-// The TLS settings of a target (caFile, client certificate, insecureSkipVerify), built once.
+// The TLS settings of a target (caFile, client certificate, insecureSkipVerify turning chain
+// verification off), built once.
 // Throws std::runtime_error naming the file when a certificate or key cannot be loaded.
 std::shared_ptr<boost::asio::ssl::context> makeClientTlsContext(const TargetConfig& target);
 
 // One connection, reused while the peer keeps it alive. Not thread-safe: one owner, one
-// request at a time (the dispatcher gives each worker its own).
+// request at a time (the dispatcher gives each worker its own). `tls` decides whether and against
+// what the server's chain is verified; `verifyHostName` also requires the certificate to name the
+// host (or address) of the URL.
 class HttpConnection {
 public:
     HttpConnection(boost::asio::any_io_executor executor, std::shared_ptr<boost::asio::ssl::context> tls,
-                   bool verifyPeer);
+                   bool verifyHostName);
     ~HttpConnection();
     HttpConnection(const HttpConnection&) = delete;
     HttpConnection& operator=(const HttpConnection&) = delete;

@@ -79,6 +79,13 @@ public:
     }
     virtual State stateAfterDelivery(std::span<const Delivery> /*batch*/, const State& /*state*/) const { return {}; }
 
+    // Periodic re-sends that keep the target's view current (Alertmanager's firing alerts): how
+    // often, which state keys a round reads, and its requests (none: nothing to re-send). Runs
+    // between deliveries, serialized with them.
+    virtual std::optional<Duration> refreshInterval() const { return std::nullopt; }
+    virtual std::vector<std::string> refreshStateKeys() const { return {}; }
+    virtual std::vector<BuildResult> buildRefresh(const State& /*state*/, TimePoint /*now*/) const { return {}; }
+
     // A request the provider needs answered before its next one, such as a GitHub App
     // installation-token exchange; nullopt when its credentials are fresh.
     virtual std::optional<HttpRequest> credentialsRequest(TimePoint /*now*/) { return std::nullopt; }

@@ -14,11 +14,15 @@ build_packages=(
 packages=(
   "${build_packages[@]}"
   prometheus-alertmanager
+  redis-server   # the Redis spool's tests run a real one (storage.redis)
   npm
   kubernetes-client yamllint prometheus   # the deploy test: kubectl kustomize, yamllint, promtool
   chromium   # the status page test drives Debian's Chromium (never a downloaded browser)
   curl
 )
+# Optional: `--fuzz` installs the build packages and these, for `make fuzz` (clang's libFuzzer;
+# llvm for llvm-symbolizer, which names the lines in a finding's stack trace).
+fuzz_packages=(clang libclang-rt-dev llvm)
 
 installed() {
   # "install ok installed" is the only state in which a package is fully usable.
@@ -27,6 +31,8 @@ installed() {
 
 if [[ "${1:-}" == --build ]]; then
   packages=("${build_packages[@]}")
+elif [[ "${1:-}" == --fuzz ]]; then
+  packages=("${build_packages[@]}" "${fuzz_packages[@]}")
 fi
 
 missing=()

@@ -38,9 +38,10 @@ public:
                 complete(std::move(handler), std::move(result));
                 return;
             }
+            GateState gates{gates_};
             for (const auto& route : request.routes) {
-                if (!route.dedupKey.empty() && !claimKey(route.dedupKey, now, route.dedupWindow)) {
-                    result.duplicateRoutes.push_back(route.name);
+                if (auto why = applyDedupGates(route.dedup, gates, now, request.event->id)) {
+                    result.suppressed.push_back({route.name, std::move(*why)});
                     continue;
                 }
                 for (const auto& target : route.targets) {
@@ -237,6 +238,21 @@ private:
         return true;
     }
 
+    // Dedup gate state, held in a map of its own so idempotency keys and gates never collide.
+    struct GateState final : DedupStateStore {
+        explicit GateState(std::unordered_map<std::string, Value>& values) : values(values) {}
+        std::optional<std::string> read(const std::string& key, TimePoint now) override {
+            const auto it = values.find(key);
+            if (it == values.end() || expired(it->second.expiry, now)) return std::nullopt;
+            return it->second.value;
+        }
+        void put(const std::string& key, const std::string& value, TimePoint expiry) override {
+            values[key] = {value, expiry};
+        }
+        void erase(const std::string& key) override { values.erase(key); }
+        std::unordered_map<std::string, Value>& values;
+    };
+
     // SET NX PX: true when the key was free (or expired) and is now held until now + window.
     bool claimKey(const std::string& key, TimePoint now, Duration window) {
         auto [it, fresh] = dedup_.try_emplace(key, now + window);
@@ -249,11 +265,12 @@ private:
 
     void pruneDedup(TimePoint now) {
         // Amortised: sweep only when the map has doubled since the last sweep.
-        if (dedup_.size() < 2 * dedupSizeAfterPrune_ + 1024) {
+        if (dedup_.size() + gates_.size() < 2 * dedupSizeAfterPrune_ + 1024) {
             return;
         }
         std::erase_if(dedup_, [now](const auto& entry) { return expired(entry.second, now); });
-        dedupSizeAfterPrune_ = dedup_.size();
+        std::erase_if(gates_, [now](const auto& entry) { return expired(entry.second.expiry, now); });
+        dedupSizeAfterPrune_ = dedup_.size() + gates_.size();
     }
 
     void notify(std::vector<std::string> targets) {
@@ -278,7 +295,8 @@ private:
     std::size_t queued_ = 0;  // deliveries held: queued, in flight or dead
     std::unordered_map<std::uint64_t, Delivery> deliveries_;
     std::map<std::string, std::multimap<TimePoint, std::uint64_t>> queues_;  // target → due time → id
-    std::unordered_map<std::string, TimePoint> dedup_;                       // key → expiry
+    std::unordered_map<std::string, TimePoint> dedup_;                       // idempotency key → expiry
+    std::unordered_map<std::string, Value> gates_;                           // dedup gate key → state
     std::size_t dedupSizeAfterPrune_ = 0;
     std::unordered_map<std::string, Value> values_;
     std::map<std::pair<std::string, std::string>, std::uint64_t> coalescing_;  // (coalesce key, target) → queued id

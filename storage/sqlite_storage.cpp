@@ -907,14 +907,12 @@ private:
             holdKey(request.idempotencyKey, now + request.idempotencyWindow);
         }
         const std::int64_t eventRef = insertEvent(*request.event, nullptr, prepared.body);
+        GateState gates{*this};
         for (std::size_t i = 0; i < request.routes.size(); ++i) {
             const auto& route = request.routes[i];
-            if (!route.dedupKey.empty()) {
-                if (keyHeld(route.dedupKey, now)) {
-                    result.duplicateRoutes.push_back(route.name);
-                    continue;
-                }
-                holdKey(route.dedupKey, now + route.dedupWindow);
+            if (auto why = applyDedupGates(route.dedup, gates, now, request.event->id)) {
+                result.suppressed.push_back({route.name, std::move(*why)});
+                continue;
             }
             std::optional<std::int64_t> routeRef;  // this route's form of the event, stored when first needed
             const auto ref = [&] {
@@ -1157,6 +1155,26 @@ private:
 
     // ---- Row helpers -----------------------------------------------------------------------------
 
+    // Dedup gate state lives in the kv table under a prefix of its own, written in the accept's
+    // transaction.
+    struct GateState final : DedupStateStore {
+        explicit GateState(SqliteStorageImpl& storage) : storage(storage) {}
+        std::optional<std::string> read(const std::string& key, TimePoint now) override {
+            Query get(storage.statements().getValue);
+            get.bind(1, stored(key));
+            if (get.step() && (get.isNull(1) || get.integer(1) > toNanos(now))) return get.text(0);
+            return std::nullopt;
+        }
+        void put(const std::string& key, const std::string& value, TimePoint expiry) override {
+            Query(storage.statements().putValue).bind(1, stored(key)).bind(2, value).bind(3, toNanos(expiry)).run();
+        }
+        void erase(const std::string& key) override {
+            Query(storage.statements().eraseValue).bind(1, stored(key)).run();
+        }
+        static std::string stored(const std::string& key) { return "dedup-gate:" + key; }
+        SqliteStorageImpl& storage;
+    };
+
     bool keyHeld(const std::string& key, TimePoint now) {
         Query query(statements().keyExpiry);
         query.bind(1, key);
@@ -1229,6 +1247,8 @@ std::unique_ptr<SqliteStorage> makeSqliteStorage(const StorageConfig& config, Sq
 
 std::unique_ptr<Storage> makeSqliteStorage(const StorageConfig& config) { return makeSqliteStorage(config, {}); }
 
-std::unique_ptr<Storage> makeStorage(const StorageConfig& config) { return makeSqliteStorage(config); }
+std::unique_ptr<Storage> makeStorage(const StorageConfig& config) {
+    return config.redis ? makeRedisStorage(config) : makeSqliteStorage(config);
+}
 
 }  // namespace fluxrelay

@@ -14,17 +14,19 @@
 #include <boost/asio/async_result.hpp>
 
 #include "core/duration.hpp"
+#include "filters/dedup.hpp"
 #include "storage/delivery.hpp"
 
 namespace fluxrelay {
 
-// An event and, per route it passed, the deliveries to create — unless the route's dedup key
-// is already held.
+// An event and, per route it passed, the deliveries to create — unless one of the route's dedup
+// gates suppresses them.
 struct AcceptRequest {
     struct Route {
         std::string name;
-        std::string dedupKey;  // empty: no dedup
-        Duration dedupWindow{0};
+        // Evaluated in order, atomically with the accept, against the values held under their
+        // keys (decideDedup); the first that suppresses stops the route. Empty: no dedup.
+        std::vector<DedupGate> dedup;
         EventPtr event;  // as this route delivers it
         std::vector<std::string> targets;
         // Debounce: the deliveries are due only after `delay`; while one with the same
@@ -42,10 +44,14 @@ struct AcceptRequest {
 };
 
 struct AcceptResult {
-    bool stored = false;                       // false: storage unavailable, answer 503
-    std::string error;                         // why, when not stored
-    std::vector<std::string> duplicateRoutes;  // routes suppressed by an unexpired dedup key
-    bool duplicateEvent = false;               // idempotencyKey was already held: nothing stored
+    bool stored = false;  // false: storage unavailable, answer 503
+    std::string error;    // why, when not stored
+    struct Suppression {
+        std::string route;
+        DedupSuppression why;  // e.g. duplicate, "dedup mode flux: same dedup key as event ..."
+    };
+    std::vector<Suppression> suppressed;  // routes a dedup gate stopped
+    bool duplicateEvent = false;          // idempotencyKey was already held: nothing stored
 };
 
 // delivered: done. retry: attempted and failed, try again at nextAttemptAt. dead: give up.
@@ -115,7 +121,10 @@ std::unique_ptr<Storage> makeMemoryStorage(std::size_t maxQueuedDeliveries);
 // The embedded durable spool: SQLite database `fluxrelay.db` in the folder `config.path`, created
 // when missing. Throws std::runtime_error when it cannot be created, opened or migrated.
 std::unique_ptr<Storage> makeSqliteStorage(const StorageConfig& config);
-// The spool the relay runs on: the SQLite one.
+// The spool several replicas share: the Redis at `config.redis` (storage/redis_storage.cpp). Never
+// blocks: it connects in the background, unhealthy until Redis answers.
+std::unique_ptr<Storage> makeRedisStorage(const StorageConfig& config);
+// The spool the relay runs on: Redis when `config.redis` is set, else SQLite.
 std::unique_ptr<Storage> makeStorage(const StorageConfig& config);
 
 // Completion-token forms, e.g. `co_await asyncAccept(storage, request, asio::use_awaitable)`.

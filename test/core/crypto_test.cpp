@@ -49,6 +49,14 @@ TEST_CASE("fromHex rejects odd lengths and non-hex characters without touching o
     CHECK(out == "kept");
 }
 
+TEST_CASE("secretEquals compares whole values of any length") {
+    CHECK(secretEquals("Bearer token", "Bearer token"));
+    CHECK_FALSE(secretEquals("Bearer token", "Bearer tokeN"));
+    CHECK_FALSE(secretEquals("Bearer token", "Bearer token "));
+    CHECK_FALSE(secretEquals("Bearer", "Bearer token"));
+    CHECK_FALSE(secretEquals("", "x"));
+}
+
 TEST_CASE("constantTimeEquals") {
     CHECK(constantTimeEquals("", ""));
     CHECK(constantTimeEquals("secret", "secret"));

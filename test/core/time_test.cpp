@@ -85,3 +85,26 @@ TEST_CASE("parseRfc3339 rejects malformed text without touching out") {
         CHECK(t == before);
     }
 }
+
+// Found by fuzz/flux_event_fuzz.cpp: a Flux event dated "1011-09-30T06:40:29Z" overflowed the
+// nanosecond count (undefined behaviour) instead of being refused.
+TEST_CASE("parseRfc3339 refuses times a TimePoint cannot hold") {
+    const TimePoint before = at(7);
+    for (const char* text : {
+             "1011-09-30T06:40:29Z",            // the fuzzer's input
+             "0000-01-01T00:00:00Z",            // Go's earliest
+             "9999-12-31T23:59:59.999999999Z",  // Go's latest
+             "1677-09-21T00:12:43Z",            // just before the earliest
+             "2262-04-11T23:47:16Z",            // the last second: refused whole, not all of its fractions fit
+             "2262-04-11T22:47:16-01:00",       // the same instant, written with an offset
+         }) {
+        TimePoint t = before;
+        CHECK_MESSAGE(!parseRfc3339(text, t), text);
+        CHECK(t == before);
+    }
+    TimePoint t;
+    CHECK(parseRfc3339("1677-09-21T00:12:44Z", t));
+    CHECK(formatRfc3339(t) == "1677-09-21T00:12:44Z");
+    CHECK(parseRfc3339("2262-04-11T23:47:15.999999999Z", t));
+    CHECK(formatRfc3339Nano(t) == "2262-04-11T23:47:15.999999999Z");
+}

@@ -1,7 +1,9 @@
 // Unit tests for dedup keys: notification-controller's key and the normalized mode's message masking.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -147,9 +149,145 @@ TEST_CASE("dedupKey: normalized mode hashes the masked message") {
     CHECK(dedupKey(normalized, sameMessageNewRevision) != dedupKey(normalized, sameMessageOldRevision));
 }
 
-TEST_CASE("dedupKey: transitions falls back to flux mode until its state exists") {
-    const Event event = asEvent(kustomization(healthMessage));
-    CHECK(dedupKey(route(DedupMode::transitions), event) == dedupKey(route(DedupMode::flux), event));
+TEST_CASE("dedupKey: transitions keys the object, not the message") {
+    CHECK(dedupKey(route(DedupMode::transitions), asEvent(kustomization(healthMessage))) ==
+          "errors-to-alertmanager:transitions:Kustomization/flux-system/cluster-apps");
+    CHECK(dedupKey(route(DedupMode::transitions), asEvent(kustomization("another message"))) ==
+          dedupKey(route(DedupMode::transitions), asEvent(kustomization(healthMessage))));
+}
+
+// Gate state in a map, with the clock in the test's hands.
+struct MapStateStore final : DedupStateStore {
+    std::optional<std::string> read(const std::string& key, TimePoint now) override {
+        const auto it = values.find(key);
+        if (it == values.end() || it->second.second <= now) return std::nullopt;
+        return it->second.first;
+    }
+    void put(const std::string& key, const std::string& value, TimePoint expiry) override {
+        values[key] = {value, expiry};
+    }
+    void erase(const std::string& key) override { values.erase(key); }
+    std::map<std::string, std::pair<std::string, TimePoint>> values;
+};
+
+const TimePoint t0 = TimePoint(std::chrono::hours(24 * 365 * 55));
+
+FluxEvent withSeverity(std::string severity, std::string reason, std::string message = healthMessage) {
+    FluxEvent flux = kustomization(std::move(message));
+    flux.severity = std::move(severity);
+    flux.reason = std::move(reason);
+    return flux;
+}
+
+// Runs the route's gates for one event at `at`: the suppression, or nullopt when forwarded.
+std::optional<DedupSuppression> offer(const RouteConfig& r, MapStateStore& store, const FluxEvent& flux, TimePoint at,
+                                      std::string id = "e") {
+    return applyDedupGates(dedupGates(r, asEvent(flux)), store, at, id);
+}
+
+TEST_CASE("window gate: the first event of a key passes, the rest of the window names it") {
+    MapStateStore store;
+    const RouteConfig r = route(DedupMode::flux);
+    const FluxEvent flux = kustomization(healthMessage);
+    CHECK_FALSE(offer(r, store, flux, t0, "first"));
+    const auto again = offer(r, store, flux, t0 + std::chrono::minutes(4), "second");
+    REQUIRE(again);
+    CHECK((again->verdict == Verdict::duplicate));
+    CHECK(again->reason.starts_with("dedup mode flux: same dedup key as event first, forwarded at "));
+    CHECK_FALSE(offer(r, store, flux, t0 + std::chrono::minutes(5), "third"));
+}
+
+TEST_CASE("transitions: forwards changes of severity or reason only") {
+    MapStateStore store;
+    const RouteConfig r = route(DedupMode::transitions);
+    const auto failing = withSeverity("error", "HealthCheckFailed");
+    CHECK_FALSE(offer(r, store, failing, t0, "fail-1"));
+    // The same failure with another message (a new timeout value) is no transition.
+    const auto unchanged = offer(r, store, withSeverity("error", "HealthCheckFailed", "timed out after 3m"),
+                                 t0 + std::chrono::minutes(10), "fail-2");
+    REQUIRE(unchanged);
+    CHECK((unchanged->verdict == Verdict::unchanged));
+    CHECK(
+        unchanged->reason.starts_with("dedup mode transitions: unchanged error/HealthCheckFailed since event fail-1"));
+    // Another reason, then recovery, then the first failure again: each is a transition.
+    CHECK_FALSE(offer(r, store, withSeverity("error", "ReconciliationFailed"), t0 + std::chrono::minutes(20)));
+    CHECK_FALSE(offer(r, store, withSeverity("info", "ReconciliationSucceeded"), t0 + std::chrono::minutes(30)));
+    CHECK(offer(r, store, withSeverity("info", "ReconciliationSucceeded"), t0 + std::chrono::minutes(40)));
+    CHECK_FALSE(offer(r, store, failing, t0 + std::chrono::minutes(50)));
+    // Another object has its own state.
+    FluxEvent other = failing;
+    other.involvedObject.name = "apps";
+    CHECK_FALSE(offer(r, store, other, t0 + std::chrono::minutes(51)));
+}
+
+TEST_CASE("transitions: renotify re-sends an unchanged failure at most that often") {
+    MapStateStore store;
+    RouteConfig r = route(DedupMode::transitions);
+    r.dedup.renotify = std::chrono::hours(4);
+    const auto failing = withSeverity("error", "HealthCheckFailed");
+    CHECK_FALSE(offer(r, store, failing, t0, "fail-1"));
+    const auto early = offer(r, store, failing, t0 + std::chrono::hours(4) - std::chrono::seconds(1));
+    REQUIRE(early);
+    CHECK(early->reason.find("renotify after ") != std::string::npos);
+    CHECK_FALSE(offer(r, store, failing, t0 + std::chrono::hours(4), "fail-renotified"));
+    // The next renotify counts from the re-send, not from the first failure.
+    CHECK(offer(r, store, failing, t0 + std::chrono::hours(7)));
+    CHECK_FALSE(offer(r, store, failing, t0 + std::chrono::hours(8)));
+    // An unchanged success is never re-sent.
+    const auto healthy = withSeverity("info", "ReconciliationSucceeded");
+    CHECK_FALSE(offer(r, store, healthy, t0 + std::chrono::hours(9)));
+    CHECK(offer(r, store, healthy, t0 + std::chrono::hours(20)));
+}
+
+TEST_CASE("threshold: errors pass once N fell inside the window; anything else restarts the count") {
+    MapStateStore store;
+    RouteConfig r = route(DedupMode::none);
+    r.dedup.threshold = 3;
+    r.dedup.window = std::chrono::minutes(10);
+    const auto failing = withSeverity("error", "HealthCheckFailed");
+    const auto first = offer(r, store, failing, t0);
+    REQUIRE(first);
+    CHECK((first->verdict == Verdict::belowThreshold));
+    CHECK(first->reason == "dedup threshold 3: failure 1 of 3 within 10m0s");
+    CHECK(offer(r, store, failing, t0 + std::chrono::minutes(4)));
+    CHECK_FALSE(offer(r, store, failing, t0 + std::chrono::minutes(8)));
+    CHECK_FALSE(offer(r, store, failing, t0 + std::chrono::minutes(9)));  // still failing: keeps passing
+
+    // Failures further apart than the window never add up.
+    MapStateStore sparse;
+    for (int i = 0; i < 5; ++i) CHECK(offer(r, sparse, failing, t0 + std::chrono::minutes(6) * i));
+
+    // A success restarts the count (and passes itself).
+    CHECK_FALSE(offer(r, store, withSeverity("info", "ReconciliationSucceeded"), t0 + std::chrono::minutes(10)));
+    CHECK(offer(r, store, failing, t0 + std::chrono::minutes(11)));
+}
+
+TEST_CASE("threshold then mode: a failure below the threshold holds no dedup key") {
+    MapStateStore store;
+    RouteConfig r = route(DedupMode::flux);
+    r.dedup.threshold = 2;
+    const auto failing = withSeverity("error", "HealthCheckFailed");
+    const auto below = offer(r, store, failing, t0);
+    REQUIRE(below);
+    CHECK((below->verdict == Verdict::belowThreshold));
+    CHECK_FALSE(offer(r, store, failing, t0 + std::chrono::minutes(1)));  // second failure: forwarded once
+    const auto repeat = offer(r, store, failing, t0 + std::chrono::minutes(2));
+    REQUIRE(repeat);
+    CHECK((repeat->verdict == Verdict::duplicate));  // then flux's window applies
+}
+
+TEST_CASE("decideDedup: unreadable state counts as none") {
+    const DedupGate gate{.kind = DedupGate::Kind::transitions,
+                         .label = "dedup mode transitions",
+                         .key = "k",
+                         .window = {},
+                         .renotify = {},
+                         .threshold = 0,
+                         .observation = "error/Failed"};
+    for (const char* held : {"", "[]", "{", "{\"state\": 3}", "null"}) {
+        CAPTURE(held);
+        CHECK(decideDedup(gate, std::string(held), t0, "e").forward);
+    }
 }
 
 TEST_CASE("normalizeMessage masks Go durations") {
@@ -170,6 +308,29 @@ TEST_CASE("normalizeMessage masks standalone numbers") {
     CHECK(normalizeMessage("observed generation 12 != 13") == "observed generation <num> != <num>");
     CHECK(normalizeMessage("Helm upgrade failed for release apps/plex with chart plex@6.5.4: timed out") ==
           "Helm upgrade failed for release apps/plex with chart plex@<num>: timed out");
+}
+
+TEST_CASE("normalizeMessage masks byte counts") {
+    CHECK(normalizeMessage("artifact is 1.2MB, limit 50MiB") == "artifact is <size>, limit <size>");
+    CHECK(normalizeMessage("fetched 2048 bytes") == "fetched <num> bytes");
+    CHECK(normalizeMessage("wrote 512B") == "wrote <size>");
+    // A unit that is not a byte unit, and a word that only starts with digits, stay.
+    CHECK(normalizeMessage("node 3Bx and 4xB") == "node 3Bx and 4xB");
+}
+
+TEST_CASE("normalizeMessage: volatile variants of one message collapse, different messages do not") {
+    CHECK(normalizeMessage("Reconciliation finished in 2.31s, next run in 1h0m0s") ==
+          normalizeMessage("Reconciliation finished in 12.7s, next run in 1h0m0s"));
+    CHECK(normalizeMessage("Reconciliation finished in 2.31s, next run in 5m0s") ==
+          normalizeMessage("Reconciliation finished in 870ms, next run in 5m0s"));
+    CHECK(normalizeMessage("Health check failed after 5m0.033s") ==
+          normalizeMessage("Health check failed after 5m0.107s"));
+    // What happened differs: these must stay apart.
+    CHECK(normalizeMessage("Reconciliation finished in 2.31s") !=
+          normalizeMessage("Reconciliation failed after 2.31s"));
+    CHECK(normalizeMessage("Applied revision: main@sha1:" + sha) !=
+          normalizeMessage("Applied revision: main@sha1:9e8f7a5f4c8a2b3e1d0f9a8b7c6d5e4f3a2b1c0d"));
+    CHECK(normalizeMessage("Deployment/apps/plex configured") != normalizeMessage("Deployment/apps/sonarr configured"));
 }
 
 TEST_CASE("normalizeMessage keeps revisions and digits inside words") {

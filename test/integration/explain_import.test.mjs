@@ -262,7 +262,7 @@ describe('fluxrelay explain', () => {
       const report = JSON.parse(explained.stdout);
       const home = routeOf(report, 'home-ops');
       assert.equal(home.matched, true);
-      assert.match(home.dedup, /^mode flux, window 5m0s, key home-ops:[0-9a-f]{64}; .*live dedup state is not consulted/);
+      assert.match(home.dedup, /^mode flux, window 5m0s, key home-ops:[0-9a-f]{64}: .*live dedup state is not consulted/);
       const shown = home.targets[0].requests[0];
       assert.equal(shown.method, 'POST');
       assert.equal(shown.url, `${proxy.url}/api/v2/alerts`);

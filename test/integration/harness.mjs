@@ -1,6 +1,6 @@
 // Integration test harness: runs the real fluxrelay binary against a real Alertmanager, with
 // bounded polls instead of sleeps, and never leaves a child process or a temp folder behind.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -16,6 +16,8 @@ export const relayBinary = process.env.FLUXRELAY_BIN || path.join(repoRoot, 'bui
 export const DEFAULT_TIMEOUT_MS = 30_000;
 const LOG_LIMIT_BYTES = 4 * 1024 * 1024;
 const LOG_TAIL_LINES = 150;
+// What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print (make test-sanitize).
+const SANITIZER_REPORT = /==\d+==ERROR: (?:Address|Leak)Sanitizer|: runtime error: /;
 
 // ---------------------------------------------------------------------------------------------
 // Bookkeeping: every child and temp folder is registered, so a failing or interrupted test file
@@ -117,6 +119,12 @@ function spawnLogged(name, command, args, options = {}) {
     });
     child.once('close', (code, signal) => {
       liveChildren.delete(child);
+      // A sanitizer build's report fails the file even when the test itself did not look at
+      // this process's exit status (a relay stopped by cleanup, a leak found at exit).
+      if (SANITIZER_REPORT.test(log.text())) {
+        process.stderr.write(`\n${name} (pid ${child.pid}) printed a sanitizer report\n`);
+        process.exitCode = 1;
+      }
       resolve({ code, signal });
     });
   });
@@ -371,6 +379,103 @@ export async function startAlertmanager({ timeoutMs = DEFAULT_TIMEOUT_MS } = {})
 }
 
 // ---------------------------------------------------------------------------------------------
+// Redis: the real one, Debian's redis-server, for the shared spool (storage.redis).
+
+export function redisServerBinary() {
+  return findExecutable('redis-server', ['/usr/bin', '/usr/local/bin']);
+}
+
+// True once something on 127.0.0.1:port answers PING with PONG.
+function redisAnswers(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let reply = '';
+    const done = (ok) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2_000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('utf8');
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+  });
+}
+
+// Starts a redis-server on a free 127.0.0.1 port with its data in a temp folder (AOF on unless
+// appendOnly is false; appendfsync as given) and waits until it answers PING.
+// Returns {url, port, dir, stop(), kill(), start(), restart(), log()}; start() after stop() or
+// kill() reuses the port and the data.
+export async function startRedis({ appendOnly = true, appendFsync = 'everysec', timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  const binary = redisServerBinary();
+  if (!binary) {
+    throw new Error('redis-server not found on PATH or in /usr/bin; run scripts/install-deps.sh');
+  }
+  const dir = await makeTempDir('fluxrelay-it-redis-');
+  const redis = { port: 0, url: '', dir, process: null, logs: [] };
+
+  async function launch() {
+    const { child, log, exited } = spawnLogged(`redis-server :${redis.port}`, binary, [
+      '--port', String(redis.port),
+      '--bind', '127.0.0.1',
+      '--dir', dir,
+      '--save', '',
+      '--appendonly', appendOnly ? 'yes' : 'no',
+      '--appendfsync', appendFsync,
+      '--daemonize', 'no',
+    ]);
+    redis.process = child;
+    redis.logs.push(log);
+    let exitedEarly = false;
+    exited.then(() => {
+      exitedEarly = true;
+    });
+    await waitFor(async () => exitedEarly || (await redisAnswers(redis.port)), {
+      timeoutMs,
+      what: `redis-server answering on port ${redis.port}`,
+    });
+    return !exitedEarly ? true : { log };
+  }
+
+  redis.start = async () => {
+    const outcome = await launch();
+    if (outcome !== true) throw new Error(`redis-server exited during start-up:\n${outcome.log.tail(40)}`);
+  };
+  const halt = async (signal) => {
+    if (!redis.process) return undefined;
+    const result = await stopChild(redis.process, signal, 15_000);
+    await waitFor(async () => !(await redisAnswers(redis.port)), { timeoutMs: 10_000, what: 'redis-server to stop' });
+    return result;
+  };
+  // SIGTERM: Redis writes its AOF out and exits. kill(): SIGKILL, as a crash.
+  redis.stop = () => halt('SIGTERM');
+  redis.kill = () => halt('SIGKILL');
+  redis.restart = async () => {
+    await redis.stop();
+    await redis.start();
+  };
+  redis.log = () => redis.logs.map((log) => log.text()).join('\n');
+  // One command through redis-cli (Debian's redis-tools, a dependency of redis-server): its output lines.
+  redis.cli = (...args) => {
+    const result = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), ...args], { encoding: 'utf8', timeout: 10_000 });
+    if (result.status !== 0) throw new Error(`redis-cli ${args.join(' ')}: ${result.stderr || result.error}`);
+    return result.stdout.split('\n').filter((line) => line !== '');
+  };
+
+  let lastFailure;
+  for (let attempt = 0; attempt < 5; attempt += 1) {
+    redis.port = await freePort();
+    redis.url = `redis://127.0.0.1:${redis.port}/0`;
+    const outcome = await launch();
+    if (outcome === true) return redis;
+    lastFailure = outcome.log.tail(40);
+  }
+  throw new Error(`redis-server failed to start:\n${lastFailure}`);
+}
+
+// ---------------------------------------------------------------------------------------------
 // fluxrelay.
 
 export const DEFAULT_HMAC_KEY = 'integration-test-hmac-key-0123456789abcdef';
@@ -403,12 +508,24 @@ function listenPort(text, section) {
   return match ? Number(match[1]) : null;
 }
 
+// With FLUXRELAY_IT_STORAGE=redis, the Redis that startRelay gives config objects instead of their
+// SQLite folder (started on first use, again after a cleanup() stopped it).
+let sharedRedisServer = null;
+async function sharedRedis() {
+  const running = sharedRedisServer && sharedRedisServer.process && sharedRedisServer.process.exitCode === null && sharedRedisServer.process.signalCode === null;
+  if (!running) sharedRedisServer = await startRedis();
+  return sharedRedisServer;
+}
+
 // Writes the config (an object, or YAML text with its listen addresses set) and the secret
 // files into a temp folder, starts `fluxrelay serve --config` there and waits for /readyz.
+// A config object's storage becomes a Redis when FLUXRELAY_IT_STORAGE=redis (see sharedRedis).
 // `files` maps file names (relative to the config) to contents; a config object gets
 // `flux-hmac` = DEFAULT_HMAC_KEY unless it says otherwise.
+// `ready(relay)` replaces the readiness check (plain GET adminUrl/readyz answering 200), e.g. for
+// an admin listener that speaks TLS.
 // Returns {url, adminUrl, dir, configFile, hmacKey, process, log(), stop(), kill()}.
-export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KEY, logLevel = 'debug', timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KEY, logLevel = 'debug', timeoutMs = DEFAULT_TIMEOUT_MS, ready } = {}) {
   if (!fs.existsSync(relayBinary)) {
     throw new Error(`fluxrelay binary not found at ${relayBinary}: build it first or set FLUXRELAY_BIN`);
   }
@@ -425,6 +542,11 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
     }
   } else {
     const object = structuredClone(config);
+    if (process.env.FLUXRELAY_IT_STORAGE === 'redis' && !object.storage?.redis) {
+      // The same suite on the shared spool: each relay gets a key prefix of its own in one Redis.
+      const { path: _path, sync: _sync, ...rest } = object.storage || {};
+      object.storage = { ...rest, redis: { url: (await sharedRedis()).url, keyPrefix: `it-${uniqueSuffix()}:` } };
+    }
     object.server = object.server || {};
     object.admin = object.admin || {};
     if (!object.server.listen) object.server.listen = `127.0.0.1:${await freePort()}`;
@@ -449,6 +571,7 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
     configFile,
     configText: text,
     hmacKey,
+    ready: ready || (async (r) => (await httpGetStatus(`${r.adminUrl}/readyz`)) === 200),
   };
   await launchRelay(relay, { logLevel, timeoutMs });
   return relay;
@@ -485,7 +608,7 @@ async function launchRelay(relay, { logLevel, timeoutMs }) {
     exitedEarly = result;
   });
   try {
-    await waitFor(async () => exitedEarly || (await httpGetStatus(`${relay.adminUrl}/readyz`)) === 200, {
+    await waitFor(async () => exitedEarly || (await relay.ready(relay)), {
       timeoutMs,
       what: `fluxrelay ready on ${relay.adminUrl}/readyz`,
     });
@@ -577,6 +700,17 @@ export async function postEvent(relay, urlPath, event, { key = relay.hmacKey, al
   const init = { method, headers: requestHeaders, signal: AbortSignal.timeout(DEFAULT_TIMEOUT_MS) };
   if (method !== 'GET' && method !== 'HEAD') init.body = body;
   return request(`${relay.url}${urlPath}`, init);
+}
+
+// The value of one sample in a Prometheus text scrape: the first line of `name` whose labels
+// include all of `labels`; null when there is none.
+export function metricSample(text, name, labels = {}) {
+  const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`);
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (wanted.every((pair) => line.includes(pair))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return null;
 }
 
 // fetch() returning {status, json, text, headers}.

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -260,15 +261,15 @@ TEST_CASE("resolve: an object's info event ends the alerts it has firing, and th
     const Delivery failure = makeDelivery(kustomizationFailure(), 1);
     const auto keys = provider->stateKeys(std::vector{failure});
     REQUIRE(keys.size() == 1);
-    CHECK(keys[0] == "alertmanager-firing:" + target.name + ":Kustomization/flux-system/apps");
+    CHECK(keys[0] == "alertmanager-firing:" + target.name);
 
-    // Nothing firing yet: the error fires and is remembered.
+    // Nothing firing yet: the error fires, valid for three re-send intervals, and is remembered.
     Provider::State state{{keys[0], std::nullopt}};
     auto built = provider->buildRequests(std::vector{failure}, state, now);
     REQUIRE(built.size() == 1);
     auto fired = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
     REQUIRE(fired.size() == 1);
-    CHECK_FALSE(fired[0].contains("endsAt"));
+    CHECK(fired[0]["endsAt"] == formatRfc3339Nano(now + std::chrono::minutes(15)));
     state = provider->stateAfterDelivery(std::vector{failure}, state);
     REQUIRE(state.at(keys[0]).has_value());
 
@@ -306,9 +307,80 @@ TEST_CASE("resolve: on a route that takes every severity the info event is also 
     const auto built = provider->buildRequests(batch, empty, Clock::now());
     const auto alerts = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
     REQUIRE(alerts.size() == 3);  // the error fires, is resolved, and the info alert is sent as Flux would
-    CHECK_FALSE(alerts[0].contains("endsAt"));
-    CHECK(alerts[1].contains("endsAt"));
+    CHECK(alerts[1]["status"] == "resolved");
     CHECK(alerts[2]["labels"]["severity"] == "info");
+    CHECK_FALSE(alerts[2].contains("endsAt"));
+}
+
+TEST_CASE("resolve: firing alerts are re-sent each round until resolved, and forgotten a day after the last failure") {
+    TargetConfig target = alertmanagerTarget();
+    target.resolve = true;
+    target.refireInterval = std::chrono::minutes(2);
+    target.maxBatch = 2;
+    const auto provider = makeAlertmanagerProvider(target);
+    REQUIRE(provider->refreshInterval());
+    CHECK(*provider->refreshInterval() == std::chrono::minutes(2));
+    const auto keys = provider->refreshStateKeys();
+    REQUIRE(keys.size() == 1);
+
+    const TimePoint start = Clock::now();
+    Provider::State state{{keys[0], std::nullopt}};
+    CHECK(provider->buildRefresh(state, start).empty());  // nothing firing: nothing to send
+
+    // Three objects fail.
+    std::vector<Delivery> failures;
+    for (const char* name : {"apps", "infra", "flux-system"}) {
+        FluxEvent failure = kustomizationFailure();
+        failure.involvedObject.name = name;
+        failures.push_back(makeDelivery(failure, failures.size() + 1));
+    }
+    state = provider->stateAfterDelivery(failures, state);
+
+    const TimePoint later = start + std::chrono::hours(1);
+    const auto round = provider->buildRefresh(state, later);
+    REQUIRE(round.size() == 2);  // three alerts in batches of two
+    std::set<std::string> names;
+    for (const auto& request : round) {
+        for (const auto& alert : nlohmann::json::parse(std::get<HttpRequest>(request).body)) {
+            names.insert(alert["labels"]["name"].get<std::string>());
+            CHECK(alert["endsAt"] == formatRfc3339Nano(later + std::chrono::minutes(6)));
+        }
+    }
+    CHECK(names == std::set<std::string>{"apps", "infra", "flux-system"});
+
+    // One recovers: the others are still re-sent.
+    FluxEvent recovered = kustomizationFailure();
+    recovered.involvedObject.name = "infra";
+    recovered.severity = "info";
+    recovered.reason = "ReconciliationSucceeded";
+    recovered.resolveOnly = true;
+    state = provider->stateAfterDelivery(std::vector{makeDelivery(recovered, 9)}, state);
+    std::size_t left = 0;
+    for (const auto& request : provider->buildRefresh(state, later)) {
+        for (const auto& alert : nlohmann::json::parse(std::get<HttpRequest>(request).body)) {
+            CHECK(alert["labels"]["name"] != "infra");
+            ++left;
+        }
+    }
+    CHECK(left == 2);
+
+    // No failure for a day (a deleted object sends no recovery): its alerts are let go.
+    CHECK(provider->buildRefresh(state, start + std::chrono::hours(25)).empty());
+}
+
+TEST_CASE("severityMap renames the severity label; unmapped severities stay verbatim") {
+    TargetConfig target = alertmanagerTarget();
+    target.severityMap = {{"error", "critical"}};
+    const auto provider = makeAlertmanagerProvider(target);
+    FluxEvent info = kustomizationFailure();
+    info.severity = "info";
+    const auto alerts =
+        nlohmann::json::parse(build(*provider, {makeDelivery(kustomizationFailure(), 1), makeDelivery(info, 2)}).body);
+    REQUIRE(alerts.size() == 2);
+    CHECK(alerts[0]["labels"]["severity"] == "critical");
+    CHECK(alerts[1]["labels"]["severity"] == "info");
+    // Flux's own alert is unchanged: the mapping is the target's.
+    CHECK(fluxAlert(*makeDelivery(kustomizationFailure(), 1).event)["labels"]["severity"] == "error");
 }
 
 }  // namespace fluxrelay

@@ -302,7 +302,7 @@ TEST_CASE("queued work, retry schedule, dead letters, keys and values survive a 
     CHECK(letters[0].reason == "HTTP 400");
     CHECK(letters[0].delivery.event->id == "e3");
 
-    CHECK(accept(*storage, request("e5", "errors:k")).duplicateRoutes == std::vector<std::string>{"errors"});
+    CHECK(suppressedRoutes(accept(*storage, request("e5", "errors:k"))) == std::vector<std::string>{"errors"});
     auto again = request("e6", "", {"reconcile"});
     again.idempotencyKey = "github-delivery:abc";
     again.idempotencyWindow = 24h;
@@ -481,10 +481,10 @@ TEST_CASE("retention removes old delivered and dead rows, events nothing needs, 
     RawDatabase raw(dir.path() / "fluxrelay.db");
     CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM deliveries") == 1; }));
     CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM events") == 1; }));
-    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv") == 1; }));
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv WHERE key NOT LIKE 'dedup-gate:%'") == 1; }));
     CHECK(raw.text("SELECT id FROM events") == "waiting");
     CHECK(raw.number("SELECT COUNT(*) FROM attempts") == 0);
-    CHECK(raw.number("SELECT COUNT(*) FROM dedup_keys") == 1);
+    CHECK(raw.number("SELECT COUNT(*) FROM kv WHERE key LIKE 'dedup-gate:%'") == 1);
     CHECK(deadLetters(*storage).empty());
     CHECK(getValue(*storage, "forever") == std::optional<std::string>("v"));
     CHECK(accept(*storage, request("fits-again", "", {"a", "b"})).stored);
@@ -494,11 +494,11 @@ TEST_CASE("expired dedup keys are pruned") {
     TempDir dir;
     auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.pruneInterval = 20ms});
     auto req = request("e1", "errors:k");
-    req.routes[0].dedupWindow = 1ms;
+    req.routes[0].dedup = windowGate("errors:k", 1ms);
     CHECK(accept(*storage, std::move(req)).stored);
     RawDatabase raw(dir.path() / "fluxrelay.db");
-    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM dedup_keys") == 0; }));
-    CHECK(accept(*storage, request("e2", "errors:k")).duplicateRoutes.empty());
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv WHERE key LIKE 'dedup-gate:%'") == 0; }));
+    CHECK(accept(*storage, request("e2", "errors:k")).suppressed.empty());
 }
 
 TEST_CASE("a failing disk fails whole writes, turns unhealthy, and recovers by itself") {
@@ -535,7 +535,7 @@ TEST_CASE("a failing disk fails whole writes, turns unhealthy, and recovers by i
     // Nothing of the failed accept was kept: no deliveries, and its dedup key is free.
     CHECK(eventIds(claim(*storage, "am", 10)) == std::vector<std::string>{"after", "before"});
     CHECK(claim(*storage, "github", 10).deliveries.empty());
-    CHECK(accept(*storage, request("during-again", "errors:during")).duplicateRoutes.empty());
+    CHECK(accept(*storage, request("during-again", "errors:during")).suppressed.empty());
 }
 
 TEST_CASE("a settlement the disk refused is recorded once the disk works again") {

@@ -25,16 +25,34 @@ inline EventPtr makeEvent(std::string id) {
         Event{.id = std::move(id), .source = "flux", .receivedAt = Clock::now(), .payload = FluxEvent{}});
 }
 
+// A window gate (mode flux) over `dedupKey` when it is not empty.
+inline std::vector<DedupGate> windowGate(std::string dedupKey, Duration window = std::chrono::minutes(5)) {
+    if (dedupKey.empty()) return {};
+    return {{.kind = DedupGate::Kind::window,
+             .label = "dedup mode flux",
+             .key = std::move(dedupKey),
+             .window = window,
+             .renotify = {},
+             .threshold = 0,
+             .observation = {}}};
+}
+
 inline AcceptRequest request(std::string id, std::string dedupKey = {}, std::vector<std::string> targets = {"am"}) {
     auto event = makeEvent(std::move(id));
     return AcceptRequest{.event = event,
                          .routes = {{.name = "errors",
-                                     .dedupKey = std::move(dedupKey),
-                                     .dedupWindow = std::chrono::minutes(5),
+                                     .dedup = windowGate(std::move(dedupKey)),
                                      .event = event,
                                      .targets = std::move(targets)}},
                          .idempotencyKey = {},
                          .idempotencyWindow = {}};
+}
+
+// The routes an accept suppressed, by name.
+inline std::vector<std::string> suppressedRoutes(const AcceptResult& result) {
+    std::vector<std::string> routes;
+    for (const auto& suppressed : result.suppressed) routes.push_back(suppressed.route);
+    return routes;
 }
 
 // Each runs one storage operation to completion (use_future completes on the system executor).
@@ -96,10 +114,14 @@ TEST_CASE_TEMPLATE_DEFINE("a held dedup key suppresses the route, not the event"
     using namespace contract;
     F fixture(100);
     Storage& storage = *fixture.storage;
-    CHECK(accept(storage, request("e1", "errors:k")).duplicateRoutes.empty());
+    CHECK(accept(storage, request("e1", "errors:k")).suppressed.empty());
     const auto second = accept(storage, request("e2", "errors:k"));
     CHECK(second.stored);
-    CHECK(second.duplicateRoutes == std::vector<std::string>{"errors"});
+    CHECK(suppressedRoutes(second) == std::vector<std::string>{"errors"});
+    // The reason names the mode and the event that holds the key.
+    REQUIRE(second.suppressed.size() == 1);
+    CHECK((second.suppressed[0].why.verdict == Verdict::duplicate));
+    CHECK(second.suppressed[0].why.reason.starts_with("dedup mode flux: same dedup key as event e1"));
     CHECK(claim(storage, "am", 10).deliveries.size() == 1);
 }
 

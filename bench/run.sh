@@ -1,0 +1,710 @@
+#!/usr/bin/env bash
+# fluxrelay's benchmark (issue #10): ingest against nginx and webhook, end to end into a real
+# Alertmanager, memory and start-up — one run, one machine, one table, written to bench/results.md.
+#
+#   bench/run.sh                       installs what is missing (Debian), builds build-bench/ in
+#                                      Release, runs everything (~6 minutes with the defaults)
+#   DURATION=3s CONCURRENCY="1 32" E2E_DURATION=5s BACKLOG=2000 QUEUED=5000 bench/run.sh
+#                                      a quick smoke run
+#
+# Environment (defaults in brackets):
+#   BUILD_TYPE [Release]    CMake build type of build-bench/ (RelWithDebInfo while -O3 is suspect)
+#   FLUXRELAY_BIN           measure this binary instead of building one
+#   DURATION [10s]          each ingest measurement (wrk -d)
+#   CONCURRENCY ["1 8 32 128"]  wrk connections, one row each
+#   THREADS [2]             wrk threads (never more than connections)
+#   RATE [1000]             requests/s of the paced latency run; PACED_CONNECTIONS [20]
+#   E2E_DURATION [30s]      sustained end-to-end run; E2E_CONNECTIONS [32]
+#   BACKLOG [50000]         deliveries queued while Alertmanager is down, then drained
+#   QUEUED [100000]         deliveries queued for the memory measurement
+#   POOL [30000]            distinct pre-signed events the load generator cycles through
+#   STARTUP_RUNS [5]        exec → /readyz 200 measurements (median reported)
+#   PERF [1], PERF_AT [32]  profile fluxrelay with perf (when installed) during the ingest run at
+#                           PERF_AT connections; its top symbols go into the report (PERF=0: off)
+#   RESULTS [bench/results.md]  where the report goes
+#
+# The events: pre-generated, each ~1 KB, HMAC-SHA256 signed (python3's hmac), every one a
+# distinct object and message. Routes keep Flux's dedup (mode flux) with a 1 s window: a body
+# comes back only after POOL / rate seconds (≥ 1 s at up to POOL requests/s), so dedup computes,
+# looks up and stores a key for every event and drops none; the run counts
+# fluxrelay_events_dropped_total{reason="duplicate"} and reports it (not 0: raise POOL).
+# nginx and webhook receive the same bodies and signatures.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+
+BUILD_TYPE=${BUILD_TYPE:-Release}
+DURATION=${DURATION:-10s}
+CONCURRENCY=${CONCURRENCY:-1 8 32 128}
+THREADS=${THREADS:-2}
+RATE=${RATE:-1000}
+PACED_CONNECTIONS=${PACED_CONNECTIONS:-20}
+E2E_DURATION=${E2E_DURATION:-30s}
+E2E_CONNECTIONS=${E2E_CONNECTIONS:-32}
+BACKLOG=${BACKLOG:-50000}
+QUEUED=${QUEUED:-100000}
+POOL=${POOL:-30000}
+STARTUP_RUNS=${STARTUP_RUNS:-5}
+PERF=${PERF:-1}
+PERF_AT=${PERF_AT:-32}
+RESULTS=${RESULTS:-bench/results.md}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+seconds() { local d=$1; case $d in *ms) echo "0.${d%ms}";; *s) echo "${d%s}";; *m) echo $(( ${d%m} * 60 ));; *) echo "$d";; esac; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools: Debian's packages, installed only when missing.
+need_packages=()
+command -v wrk >/dev/null || need_packages+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
+command -v webhook >/dev/null || need_packages+=(webhook)
+command -v prometheus-alertmanager >/dev/null || need_packages+=(prometheus-alertmanager)
+command -v python3 >/dev/null || need_packages+=(python3)
+command -v curl >/dev/null || need_packages+=(curl)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  log "installing ${need_packages[*]}"
+  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  # Where the package starts a system nginx (port 80), it is left alone: the benchmark runs its own.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
+fi
+export PATH=$PATH:/usr/sbin
+for tool in wrk nginx webhook prometheus-alertmanager python3 curl; do
+  command -v "$tool" >/dev/null || die "$tool not found after installing; install it by hand (Debian: see bench/run.sh)"
+done
+
+# ---------------------------------------------------------------------------------------------
+# The relay: a build-bench/ in BUILD_TYPE, unless FLUXRELAY_BIN names one.
+if [ -n "${FLUXRELAY_BIN:-}" ]; then
+  binary=$FLUXRELAY_BIN
+  build_desc="given binary $binary"
+else
+  scripts/install-deps.sh --build >/dev/null
+  log "building fluxrelay ($BUILD_TYPE) in build-bench/"
+  cmake -G Ninja -B build-bench -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
+  cmake --build build-bench --target fluxrelay -j "${JOBS:-$(nproc)}" >/dev/null
+  binary=$repo/build-bench/fluxrelay
+  build_desc="$BUILD_TYPE (build-bench/)"
+fi
+[ -x "$binary" ] || die "no fluxrelay binary at $binary"
+binary=$(readlink -f "$binary")
+
+# ---------------------------------------------------------------------------------------------
+# Scratch space and the processes we start; all gone on exit.
+work=$(mktemp -d /tmp/fluxrelay-bench.XXXXXX)
+# A copy, so that a rebuild during the run does not change what is measured halfway.
+cp "$binary" "$work/fluxrelay"
+binary_source=$binary
+binary=$work/fluxrelay
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_http URL [STATUS] [TRIES×0.05 s]
+wait_http() {
+  local url=$1 want=${2:-200} tries=${3:-400} code
+  for _ in $(seq "$tries"); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+    [ "$code" = "$want" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+stop_pid() {  # SIGTERM, wait (bounded), SIGKILL
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# metric URL NAME: sum of every series of one metric
+metric() {
+  curl -s --max-time 5 "$1" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 {sum += $NF} END {printf "%d\n", sum}'
+}
+
+# ---------------------------------------------------------------------------------------------
+# The events: POOL distinct signed Flux events, one "signature<TAB>body" line each.
+hmac_key=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+printf '%s' "$hmac_key" > "$work/flux-hmac"
+python3 - "$work/pool.txt" "$POOL" "$hmac_key" <<'PY'
+import hashlib, hmac, json, sys, uuid
+out, count, key = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+kinds = [("Kustomization", "kustomize.toolkit.fluxcd.io/v1", "kustomize-controller", "HealthCheckFailed"),
+         ("HelmRelease", "helm.toolkit.fluxcd.io/v2", "helm-controller", "UpgradeFailed"),
+         ("GitRepository", "source.toolkit.fluxcd.io/v1", "source-controller", "GitOperationFailed"),
+         ("OCIRepository", "source.toolkit.fluxcd.io/v1beta2", "source-controller", "OCIArtifactPullFailed"),
+         ("HelmRepository", "source.toolkit.fluxcd.io/v1", "source-controller", "IndexationFailed"),
+         ("FluxInstance", "fluxcd.controlplane.io/v1", "flux-operator", "ReconciliationFailed")]
+with open(out, "w") as f:
+    for i in range(count):
+        kind, api, controller, reason = kinds[i % len(kinds)]
+        name, ns = f"app-{i:06d}", f"team-{i % 40:02d}"
+        sha = hashlib.sha1(str(i).encode()).hexdigest()
+        message = (f"Health check failed after 5m0s: timeout waiting for: [Deployment/{ns}/{name} status: "
+                   f"'InProgress', StatefulSet/{ns}/{name}-db status: 'InProgress', Service/{ns}/{name} "
+                   f"status: 'Current'] at revision main@sha1:{sha}; last applied {i % 97} objects, "
+                   f"{i % 13} pending, attempt {i % 7 + 1} of 10, next retry in {i % 50 + 10}s")
+        event = {
+            "involvedObject": {"kind": kind, "namespace": ns, "name": name, "uid": str(uuid.UUID(int=i + 1)),
+                               "apiVersion": api, "resourceVersion": str(100000 + i)},
+            "severity": "error", "timestamp": "2026-11-27T10:00:00Z", "message": message, "reason": reason,
+            "metadata": {"revision": f"main@sha1:{sha}", "cluster": "home",
+                         "summary": f"{kind} {ns}/{name} is failing"},
+            "reportingController": controller, "reportingInstance": f"{controller}-7f5c9d7b9d-x2v6q",
+        }
+        body = json.dumps(event, separators=(",", ":"))
+        pad = 1024 - len(body)
+        if pad > 0:  # ~1 KB bodies
+            event["metadata"]["summary"] += " " + "." * (pad - 1)
+            body = json.dumps(event, separators=(",", ":"))
+        signature = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+        f.write(f"{signature}\t{body}\n")
+PY
+body_bytes=$(head -1 "$work/pool.txt" | cut -f2- | wc -c)
+
+# One wrk script for every server: each thread sends its own share of the pool in turn.
+cat > "$work/post.lua" <<'LUA'
+local pool = os.getenv("BENCH_POOL")
+local path = os.getenv("BENCH_PATH")
+local nthreads = tonumber(os.getenv("BENCH_THREADS"))
+local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  requests, ok, other, index = {}, 0, 0, 0
+  local i = 0
+  for line in io.lines(pool) do
+    if i % nthreads == tid then
+      local tab = line:find("\t", 1, true)
+      requests[#requests + 1] = wrk.format("POST", path, {
+        ["Content-Type"] = "application/json",
+        ["X-Signature"] = "sha256=" .. line:sub(1, tab - 1),
+      }, line:sub(tab + 1))
+    end
+    i = i + 1
+  end
+end
+
+function request()
+  index = index % #requests + 1
+  return requests[index]
+end
+
+if pace > 0 then
+  -- Paced: this thread's requests follow a fixed schedule of one every `pace` ms (its share of
+  -- the rate); a connection whose slot is still ahead waits for it, one that is late sends at once.
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clock, bench_timespec *t);
+  ]]
+  local now_ts = ffi.new("bench_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, now_ts)  -- CLOCK_MONOTONIC
+    return tonumber(now_ts.tv_sec) * 1000 + tonumber(now_ts.tv_nsec) / 1e6
+  end
+  local next_slot = nil
+  function delay()
+    local now = now_ms()
+    if next_slot == nil or next_slot < now - 1000 then next_slot = now end
+    local slot = next_slot
+    next_slot = next_slot + pace
+    return math.max(0, math.floor(slot - now + 0.5))
+  end
+end
+
+function response(status, headers, body)
+  if status == 202 then ok = ok + 1 else other = other + 1 end
+end
+
+function done(summary, latency, requests)
+  local accepted, rest = 0, 0
+  for _, thread in ipairs(threads) do
+    accepted = accepted + thread:get("ok")
+    rest = rest + thread:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format("BENCH rps=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d accepted=%d other=%d socket_errors=%d\n",
+    summary.requests / summary.duration * 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.requests, accepted, rest, e.connect + e.read + e.write + e.timeout))
+end
+LUA
+
+# run_wrk URL CONNECTIONS DURATION [DELAY_MS] → the BENCH line
+run_wrk() {
+  local url=$1 connections=$2 duration=$3 pace=${4:-0} threads=$THREADS
+  [ "$connections" -lt "$threads" ] && threads=$connections
+  BENCH_POOL="$work/pool.txt" BENCH_PATH="/${url#http://*/}" BENCH_THREADS=$threads BENCH_DELAY_MS=$pace \
+    wrk -t"$threads" -c"$connections" -d"$duration" --timeout 10s -s "$work/post.lua" "$url" > "$work/wrk.out" 2>&1 \
+    || { cat "$work/wrk.out" >&2; die "wrk failed against $url"; }
+  grep '^BENCH ' "$work/wrk.out" || { cat "$work/wrk.out" >&2; die "no result from wrk against $url"; }
+}
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+# ---------------------------------------------------------------------------------------------
+# fluxrelay: 6 routes, one per kind home-ops watches, each with home-ops' exclusion list.
+# start_relay NAME TARGET_URL [CONCURRENCY] → sets relay_pid, relay_ingest, relay_admin
+start_relay() {
+  local name=$1 target=$2 concurrency=${3:-} kind
+  relay_ingest=$(free_port); relay_admin=$(free_port)
+  rm -rf "$work/data-$name"
+  {
+    cat <<YAML
+server: {listen: 127.0.0.1:$relay_ingest}
+admin: {listen: 127.0.0.1:$relay_admin}
+storage: {path: $work/data-$name}
+sources: [{name: flux, type: flux, path: /flux/events, hmacKeyFile: ./flux-hmac}]
+targets:
+  - name: alertmanager
+    type: alertmanager
+    address: $target
+    maxBatch: 64${concurrency:+
+    concurrency: $concurrency}
+    retry: {initialInterval: 100ms, maxInterval: 1s}
+routes:
+YAML
+    for kind in FluxInstance GitRepository HelmRelease HelmRepository Kustomization OCIRepository; do
+      cat <<YAML
+  - name: home-ops-$kind
+    source: flux
+    eventSeverity: error
+    eventSources: [{kind: $kind, name: "*"}]
+    exclusionList: ["error.*lookup.*github", "dial.*tcp.*timeout", "dial.*tcp.*unreachable", "waiting.*socket"]
+    dedup: {mode: flux, window: 1s}
+    targets: [alertmanager]
+YAML
+    done
+  } > "$work/$name.yaml"
+  "$binary" serve --config "$work/$name.yaml" --log-level warn 2>>"$work/$name.log" &
+  relay_pid=$!
+  pids+=("$relay_pid")
+  wait_http "http://127.0.0.1:$relay_admin/readyz" || { tail -20 "$work/$name.log" >&2; die "fluxrelay ($name) not ready"; }
+}
+stop_relay() {  # SIGTERM: a graceful stop exits 0; anything else is a crash (-O3 is under suspicion)
+  local status=0
+  kill -TERM "$relay_pid" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$relay_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$relay_pid" 2>/dev/null || true
+  wait "$relay_pid" 2>/dev/null || status=$?
+  if [ "$status" -ne 0 ] || grep -qi 'corrupt' "$work/$1.log"; then
+    tail -20 "$work/$1.log" >&2
+    die "fluxrelay ($1) exited with status $status on SIGTERM (build: $build_desc)"
+  fi
+}
+relay_alive() { kill -0 "$relay_pid" 2>/dev/null || { tail -20 "$work/$1.log" >&2; die "fluxrelay ($1) died during the run (build: $build_desc)"; }; }
+queue_depth() { metric "http://127.0.0.1:$relay_admin/metrics" fluxrelay_queue_depth; }
+# fill_queue COUNT CONNECTIONS: posts until COUNT deliveries are queued (the target is down)
+fill_queue() {
+  local count=$1 connections=$2 threads=$THREADS
+  BENCH_POOL="$work/pool.txt" BENCH_PATH=/flux/events BENCH_THREADS=$threads BENCH_DELAY_MS=0 \
+    wrk -t"$threads" -c"$connections" -d1h --timeout 10s -s "$work/post.lua" "http://127.0.0.1:$relay_ingest/flux/events" > "$work/fill.out" 2>&1 &
+  local wrk_pid=$! start=$SECONDS
+  pids+=("$wrk_pid")
+  while [ "$(queue_depth)" -lt "$count" ]; do
+    relay_alive fill
+    [ $((SECONDS - start)) -lt 600 ] || die "could not queue $count deliveries in 10 minutes"
+    sleep 0.2
+  done
+  kill -INT "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
+}
+# Events routes dropped as duplicates (other drops are the 5 routes of the other kinds).
+duplicates() {
+  curl -s --max-time 5 "http://127.0.0.1:$relay_admin/metrics" \
+    | awk 'index($1, "fluxrelay_events_dropped_total{") == 1 && /reason="duplicate"/ {sum += $NF} END {printf "%d\n", sum}'
+}
+
+# nginx answering `return 202;`: the ceiling of HTTP here.
+start_nginx() {
+  nginx_port=$(free_port)
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 202; }
+  }
+}
+NGINX
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
+  nginx_pid=$!
+  pids+=("$nginx_pid")
+  wait_http "http://127.0.0.1:$nginx_port/flux/events" 202 || die "nginx did not start: $(tail -5 "$work/nginx/error.log")"
+}
+
+# adnanh/webhook with an HMAC-SHA256 trigger rule on X-Signature (runs /bin/true per event).
+start_webhook() {
+  webhook_port=$(free_port)
+  cat > "$work/hooks.json" <<JSON
+[{
+  "id": "flux",
+  "execute-command": "/bin/true",
+  "http-methods": ["POST"],
+  "success-http-response-code": 202,
+  "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": "$hmac_key",
+                             "parameter": {"source": "header", "name": "X-Signature"}}}
+}]
+JSON
+  webhook -hooks "$work/hooks.json" -ip 127.0.0.1 -port "$webhook_port" >"$work/webhook.log" 2>&1 &
+  webhook_pid=$!
+  pids+=("$webhook_pid")
+  local url="http://127.0.0.1:$webhook_port/hooks/flux" line signature body
+  line=$(head -1 "$work/pool.txt"); signature=${line%%$'\t'*}; body=${line#*$'\t'}
+  for _ in $(seq 200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -H "X-Signature: sha256=$signature" --data-binary "$body" "$url")" = 202 ] && break
+    sleep 0.05
+  done
+  # The rule must really verify: a wrong signature is not a 202.
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -H "X-Signature: sha256=$signature" --data-binary "$body" "$url")" = 202 ] \
+    || die "webhook does not accept a signed event: $(tail -5 "$work/webhook.log")"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -H "X-Signature: sha256=00$signature" --data-binary "$body" "$url")" != 202 ] \
+    || die "webhook accepts a wrong signature: its trigger rule is not checked"
+}
+
+# A real Alertmanager that keeps alerts and notifies nobody.
+am_port=$(free_port)
+mkdir -p "$work/am/data"
+cat > "$work/am/alertmanager.yml" <<'YAML'
+route: {receiver: "null", group_wait: 1s, group_interval: 1s, repeat_interval: 1h}
+receivers: [{name: "null"}]
+YAML
+start_am() {
+  prometheus-alertmanager --config.file="$work/am/alertmanager.yml" --storage.path="$work/am/data" \
+    --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= --log.level=warn >>"$work/am/log" 2>&1 &
+  am_pid=$!
+  pids+=("$am_pid")
+  wait_http "http://127.0.0.1:$am_port/-/ready" || die "Alertmanager did not start: $(tail -5 "$work/am/log")"
+}
+am_received() { metric "http://127.0.0.1:$am_port/metrics" alertmanager_alerts_received_total; }
+
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+log "binary: $binary_source ($build_desc); ${body_bytes}-byte events, pool of $POOL; load average $load_start"
+
+# ---------------------------------------------------------------------------------------------
+# 1. Ingest at increasing concurrency: fluxrelay, nginx, webhook.
+start_nginx
+start_webhook
+ingest_rows=()
+declare -A best=()
+duplicates_seen=0
+for c in $CONCURRENCY; do
+  # The target is a closed port: only ingest and the spool work (deliveries wait, breaker open).
+  start_relay "ingest-$c" "http://127.0.0.1:$(free_port)/api/v2/alerts"
+  ticks0=$(cpu_ticks "$relay_pid")
+  perf_pid=
+  if [ "$c" = "$PERF_AT" ] && [ "$PERF" != 0 ] && command -v perf >/dev/null; then
+    # Where fluxrelay's CPU goes at this concurrency: a sampled profile over most of the run.
+    perf record -q -F 499 -p "$relay_pid" -o "$work/perf.data" -- sleep "$(awk -v d="$(seconds "$DURATION")" 'BEGIN {print d * 0.8}')" \
+      >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  relay=$(run_wrk "http://127.0.0.1:$relay_ingest/flux/events" "$c" "$DURATION")
+  ticks1=$(cpu_ticks "$relay_pid")
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || true
+    perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
+      | awk '/^ +[0-9.]+%/ {line = $0; sub(/^ +/, "", line); print substr(line, 1, 150)}' | head -20 > "$work/profile.txt" || true
+  fi
+  relay_alive "ingest-$c"
+  duplicates_seen=$((duplicates_seen + $(duplicates)))
+  stop_relay "ingest-$c"
+  ng=$(run_wrk "http://127.0.0.1:$nginx_port/flux/events" "$c" "$DURATION")
+  wh=$(run_wrk "http://127.0.0.1:$webhook_port/hooks/flux" "$c" "$DURATION")
+  for r in "$relay" "$ng" "$wh"; do
+    [ "$(field "$r" other)" = 0 ] && [ "$(field "$r" socket_errors)" = 0 ] || log "c=$c: answers other than 202 or socket errors: $r"
+  done
+  rr=$(field "$relay" rps); nr=$(field "$ng" rps); wr=$(field "$wh" rps)
+  cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n="$(field "$relay" requests)" 'BEGIN {printf "%.0f", t / hz * 1e6 / (n ? n : 1)}')
+  ingest_rows+=("$(printf '| %s | %.0f | %.2f | %.2f | %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %.1f |' \
+    "$c" "$rr" "$(field "$relay" p50_ms)" "$(field "$relay" p99_ms)" "$cpu_us" \
+    "$nr" "$(field "$ng" p50_ms)" "$(field "$ng" p99_ms)" \
+    "$wr" "$(field "$wh" p50_ms)" "$(field "$wh" p99_ms)" \
+    "$(awk -v a="$rr" -v b="$nr" 'BEGIN {print a / b}')" "$(awk -v a="$rr" -v b="$wr" 'BEGIN {print a / b}')")")
+  log "ingest c=$c: fluxrelay $rr/s, nginx $nr/s, webhook $wr/s"
+  # The best row of each server, for the targets.
+  if awk -v a="$rr" -v b="${best[relay]:-0}" 'BEGIN {exit !(a > b)}'; then best[relay]=$rr; fi
+  if awk -v a="$nr" -v b="${best[nginx]:-0}" 'BEGIN {exit !(a > b)}'; then best[nginx]=$nr; fi
+  if awk -v a="$wr" -v b="${best[webhook]:-0}" 'BEGIN {exit !(a > b)}'; then best[webhook]=$wr; fi
+done
+stop_pid "$webhook_pid"
+stop_pid "$nginx_pid"
+
+# Latency at a fixed rate: wrk has no rate limit, so each connection pauses between requests.
+start_relay paced "http://127.0.0.1:$(free_port)/api/v2/alerts"
+paced_threads=$THREADS; [ "$PACED_CONNECTIONS" -lt "$paced_threads" ] && paced_threads=$PACED_CONNECTIONS
+paced=$(run_wrk "http://127.0.0.1:$relay_ingest/flux/events" "$PACED_CONNECTIONS" "$DURATION" \
+  "$(awk -v t="$paced_threads" -v r="$RATE" 'BEGIN {print t * 1000 / r}')")
+relay_alive paced
+stop_relay paced
+log "paced: $paced"
+
+# ---------------------------------------------------------------------------------------------
+# 2. End to end into a real Alertmanager, then a backlog drained once it comes back.
+start_am
+start_relay e2e "http://127.0.0.1:$am_port/api/v2/alerts"
+am0=$(am_received)
+e2e=$(run_wrk "http://127.0.0.1:$relay_ingest/flux/events" "$E2E_CONNECTIONS" "$E2E_DURATION")
+am1=$(am_received)
+relay_alive e2e
+e2e_seconds=$(seconds "$E2E_DURATION")
+e2e_rate=$(awk -v a=$((am1 - am0)) -v s="$e2e_seconds" 'BEGIN {printf "%.0f", a / s}')
+left=$(queue_depth)
+t0=$(date +%s.%N)
+for _ in $(seq 1200); do [ "$(queue_depth)" -eq 0 ] && break; sleep 0.1; done
+catch_up=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+log "e2e: accepted $(field "$e2e" accepted), Alertmanager received $((am1 - am0)) in $E2E_DURATION; $left queued at the end, gone after ${catch_up}s"
+stop_relay e2e
+
+stop_pid "$am_pid"
+start_relay backlog "http://127.0.0.1:$am_port/api/v2/alerts"
+fill_queue "$BACKLOG" 32
+sleep 1
+backlog=$(queue_depth)
+start_am
+t0=$(date +%s.%N)
+am0=$(am_received)
+drained=no
+for _ in $(seq 3000); do
+  [ "$(queue_depth)" -eq 0 ] && { drained=yes; break; }
+  relay_alive backlog
+  sleep 0.1
+done
+drain=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+[ $drained = yes ] || drain=">$drain"
+am_backlog=$(( $(am_received) - am0 ))
+log "backlog: $backlog deliveries drained in ${drain}s (Alertmanager received $am_backlog alerts)"
+stop_relay backlog
+stop_pid "$am_pid"
+
+# ---------------------------------------------------------------------------------------------
+# 3. Memory and start-up.
+start_relay memory "http://127.0.0.1:$(free_port)/api/v2/alerts"
+sleep 2
+rss_idle=$(rss_kb "$relay_pid")
+# CPU used while nothing happens (no requests, nothing queued), over 3 s.
+ticks0=$(cpu_ticks "$relay_pid"); sleep 3; ticks1=$(cpu_ticks "$relay_pid")
+idle_cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz / 3 * 100}')
+fill_queue "$QUEUED" 32
+ticks0=$(cpu_ticks "$relay_pid")
+sleep 2
+queued=$(queue_depth)
+queued_cpu=$(awk -v t=$(( $(cpu_ticks "$relay_pid") - ticks0 )) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz}')
+rss_queued=$(rss_kb "$relay_pid")
+hwm_queued=$(hwm_kb "$relay_pid")
+log "memory: idle ${rss_idle} kB (CPU ${idle_cpu} %), ${queued} queued ${rss_queued} kB (peak ${hwm_queued} kB)"
+stop_relay memory
+# Idle CPU again with one delivery worker instead of the default 4: tells whether idle CPU
+# comes from the workers waking each other.
+idle_cpu_one=
+if [ "$idle_cpu" -gt 5 ]; then
+  start_relay idle-one "http://127.0.0.1:$(free_port)/api/v2/alerts" 1
+  sleep 2
+  ticks0=$(cpu_ticks "$relay_pid"); sleep 3; ticks1=$(cpu_ticks "$relay_pid")
+  idle_cpu_one=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz / 3 * 100}')
+  stop_relay idle-one
+  log "idle CPU: ${idle_cpu} % with 4 delivery workers, ${idle_cpu_one} % with 1"
+fi
+
+# exec → /readyz 200, polled every millisecond; with an empty spool and with the queued one.
+startup_py=$(cat <<'PY'
+import http.client, re, shutil, statistics, subprocess, sys, time
+binary, config, runs, fresh = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "fresh"
+text = open(config).read()
+admin = re.search(r"admin: \{listen: ([0-9.]+):(\d+)\}", text)
+data = re.search(r"storage: \{path: ([^}]+)\}", text).group(1)
+times = []
+for _ in range(runs):
+    if fresh:
+        shutil.rmtree(data, ignore_errors=True)
+    start = time.monotonic()
+    child = subprocess.Popen([binary, "serve", "--config", config, "--log-level", "warn"],
+                             stderr=subprocess.DEVNULL)
+    ready = None
+    while time.monotonic() - start < 30 and child.poll() is None:
+        try:
+            c = http.client.HTTPConnection(admin.group(1), int(admin.group(2)), timeout=1)
+            c.request("GET", "/readyz")
+            if c.getresponse().status == 200:
+                ready = time.monotonic() - start
+                break
+        except OSError:
+            pass
+        time.sleep(0.001)
+    child.terminate()
+    child.wait(timeout=30)
+    if ready is None:
+        sys.exit("fluxrelay did not become ready within 30 s")
+    times.append(ready * 1000)
+print(f"{statistics.median(times):.0f} {max(times):.0f}")
+PY
+)
+read -r ready_fresh ready_fresh_max < <(python3 -c "$startup_py" "$binary" "$work/memory.yaml" "$STARTUP_RUNS" fresh) \
+  || die "start-up measurement failed"
+# The memory run's spool, with its queued deliveries, is still there (the config points at it).
+fill_queue_count=$queued
+read -r ready_spool ready_spool_max < <(python3 -c "$startup_py" "$binary" "$work/memory.yaml" "$STARTUP_RUNS" keep) \
+  || die "start-up measurement with a full spool failed"
+log "ready: ${ready_fresh} ms fresh (max ${ready_fresh_max}), ${ready_spool} ms with ${fill_queue_count} queued (max ${ready_spool_max})"
+
+# ---------------------------------------------------------------------------------------------
+# The table, on stdout and in RESULTS.
+load_end=$(cut -d' ' -f1 /proc/loadavg)
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem_total=$(free -m | awk '/^Mem:/ {print $2 " MiB total, " $7 " MiB available"}')
+mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k * 1024 / 1e6}'; }  # kB (KiB) → MB
+# check MEASURED OP TARGET → "met" or "missed by N %"
+check() {
+  awk -v m="$1" -v op="$2" -v t="$3" 'BEGIN {
+    if (m == "" || m ~ /^>/) { print "**missed** (did not finish)"; exit }
+    ok = (op == ">=") ? (m >= t) : (m <= t)
+    if (ok) print "met"
+    else if (op == ">=") printf "**missed**: %.0f %% of the target\n", 100 * m / t
+    else printf "**missed**: %.1f × the limit\n", m / t
+  }'
+}
+ratio_nginx=$(awk -v a="${best[relay]}" -v b="${best[nginx]}" 'BEGIN {printf "%.2f", a / b}')
+ratio_webhook=$(awk -v a="${best[relay]}" -v b="${best[webhook]}" 'BEGIN {printf "%.1f", a / b}')
+paced_rps=$(field "$paced" rps); paced_p50=$(field "$paced" p50_ms); paced_p99=$(field "$paced" p99_ms)
+loaded_note=
+if awk -v l="$load_start" -v n="$(nproc)" 'BEGIN {exit !(l > 0.25 * n)}'; then
+  loaded_note="> **Taken on a loaded machine**: the load average was $load_start when the run started and $load_end when it ended (on $(nproc) CPUs), other work competed with every measurement. Ratios within a row are comparable (same minute, same load); absolute numbers are not. Re-run on an idle machine for numbers to quote."
+fi
+
+# Facts from this run that bear on a missed target (computed, not opinions).
+notes() {
+  local best_row cpu_per_req
+  echo "- Load average at the start $load_start, at the end $load_end, on $(nproc) CPUs (1.0 per CPU = fully busy)."
+  echo "- nginx, the HTTP ceiling, answered ${best[nginx]%.*} requests/s at best: the load generator and loopback"
+  echo "  together allow at least that; fluxrelay's best was ${best[relay]%.*}/s."
+  for best_row in "${ingest_rows[@]}"; do
+    cpu_per_req=$(awk -F'|' '{gsub(/ /, "", $6); print $6}' <<<"$best_row")
+    echo "- fluxrelay CPU per accepted request at $(awk -F'|' '{gsub(/ /, "", $2); print $2}' <<<"$best_row") connections: ${cpu_per_req} µs$(
+      awk -v u="$cpu_per_req" -v n="$(nproc)" 'BEGIN {if (u > 0) printf " (one CPU: at most %.0f requests/s; %d CPUs: %.0f)", 1e6 / u, n, n * 1e6 / u}')."
+  done
+  if [ -n "$idle_cpu_one" ]; then
+    echo "- fluxrelay uses ${idle_cpu} % of a CPU while idle with the default 4 delivery workers per target and"
+    echo "  ${idle_cpu_one} % with \`concurrency: 1\`: idle CPU grows with the number of workers, and it is taken from ingest"
+    echo "  and delivery in every measurement above (the relays here have one target, with 4 workers)."
+  fi
+  echo "- While ${queued} deliveries were queued (target down, no requests), fluxrelay used ${queued_cpu} CPU-seconds in the 2 s after the last one."
+}
+
+profile_section=
+if [ -s "$work/profile.txt" ]; then
+  fence='```'
+  profile_section="
+Where fluxrelay's CPU went during the ingest run at $PERF_AT connections (perf, self time, top symbols):
+
+$fence
+$(cat "$work/profile.txt")
+$fence"
+fi
+
+report=$(cat <<MD
+# fluxrelay benchmark (bench/run.sh)
+
+${loaded_note}
+
+Taken $(date -u +'%Y-%m-%d %H:%M UTC') by \`bench/run.sh\` (issue #10), everything on loopback on one machine, the
+load generator (wrk, $THREADS threads) sharing the CPUs with the server it measures.
+
+**Machine**: ${cpu_model:-unknown CPU}, $(nproc) CPUs (nproc), ${mem_total}, Linux $(uname -r); load average
+$load_start at the start, $load_end at the end.
+**fluxrelay**: $build_desc, $("$binary" version 2>/dev/null), default \`ioThreads\`, \`storage.sync: normal\` (SQLite, WAL).
+**Events**: ${body_bytes}-byte Flux error events, HMAC-SHA256 signed (\`X-Signature\`), $POOL distinct objects and
+messages cycled through; 6 routes (one per kind home-ops watches, each with home-ops' 4-pattern
+\`exclusionList\`, \`eventSeverity: error\`), dedup \`mode: flux\` with a 1 s window so no event is a
+duplicate (events dropped as duplicates during the ingest runs: $duplicates_seen). Every event is stored durably before its 202.
+**Peers**: nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (\`return 202;\`, 2 workers), webhook $(webhook -version 2>&1 | awk '{print $NF}') (\`payload-hmac-sha256\` rule on
+\`X-Signature\`, runs \`/bin/true\` per event, as a webhook hook does), Alertmanager $(prometheus-alertmanager --version 2>&1 | awk 'NR==1 {print $3}').
+
+## Targets
+
+| what | target | measured | |
+|---|---|---|---|
+| ingest vs nginx (best requests/s of each) | ≥ 0.5 × | ${ratio_nginx} × (${best[relay]%.*} vs ${best[nginx]%.*}/s) | $(check "$ratio_nginx" ">=" 0.5) |
+| ingest vs webhook (best requests/s of each) | ≥ 10 × | ${ratio_webhook} × (${best[relay]%.*} vs ${best[webhook]%.*}/s) | $(check "$ratio_webhook" ">=" 10) |
+| ingest p99 at ${RATE} events/s | ≤ 5 ms | ${paced_p99} ms (p50 ${paced_p50} ms, achieved ${paced_rps%.*}/s) | $(check "$paced_p99" "<=" 5) |
+| end to end into Alertmanager, ${E2E_DURATION} sustained | ≥ 5,000 alerts/s | ${e2e_rate} alerts/s | $(check "$e2e_rate" ">=" 5000) |
+| ${backlog}-delivery backlog drained after Alertmanager returns | ≤ 30 s | ${drain} s | $(check "$drain" "<=" 30) |
+| RSS idle | ≤ 20 MB | $(mb "$rss_idle") MB | $(check "$(mb "$rss_idle")" "<=" 20) |
+| RSS with ${queued} undelivered deliveries queued | ≤ 100 MB | $(mb "$rss_queued") MB (peak $(mb "$hwm_queued") MB) | $(check "$(mb "$rss_queued")" "<=" 100) |
+| exec → /readyz 200, empty spool (median of $STARTUP_RUNS) | ≤ 200 ms | ${ready_fresh} ms (max ${ready_fresh_max}) | $(check "$ready_fresh" "<=" 200) |
+| exec → /readyz 200 with the ${queued} queued deliveries in the spool | — | ${ready_spool} ms (max ${ready_spool_max}) | |
+
+## Ingest: signed events → 202, $DURATION per cell
+
+fluxrelay's target is a closed port here, so only ingest and the spool work. CPU = fluxrelay's
+user + system CPU time per request (all its threads, including what it uses while idle: see below). Ratios are fluxrelay's requests/s over the peer's.
+
+| connections | fluxrelay req/s | p50 ms | p99 ms | CPU µs/req | nginx req/s | p50 ms | p99 ms | webhook req/s | p50 ms | p99 ms | ÷ nginx | ÷ webhook |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+$(printf '%s\n' "${ingest_rows[@]}")
+
+At a fixed rate of $RATE requests/s (wrk has no rate limit: each wrk thread sends on a fixed schedule,
+one request every $(awk -v t="$paced_threads" -v r="$RATE" 'BEGIN {print t * 1000 / r}') ms, from a pool of $PACED_CONNECTIONS connections; a request whose slot has
+passed goes at once): ${paced_rps%.*} requests/s achieved, p50 ${paced_p50} ms, p99 ${paced_p99} ms.
+Latency is wrk's, from a request's send to its answer; a request that waited for a free connection
+is not charged that wait (coordinated omission is not corrected), so an achieved rate below $RATE/s
+means the server could not keep up.
+
+## End to end and backlog
+
+- **Sustained**: $E2E_CONNECTIONS connections for $E2E_DURATION posting to fluxrelay with a live Alertmanager as target
+  (\`maxBatch: 64\`, default 4 workers): $(field "$e2e" accepted) events accepted ($(field "$e2e" rps | cut -d. -f1)/s),
+  Alertmanager received $((am1 - am0)) alerts in that time (\`alertmanager_alerts_received_total\`) = **${e2e_rate}/s**.
+  $left deliveries were still queued when the load stopped; the queue was empty ${catch_up} s later.
+- **Backlog**: Alertmanager stopped, ${backlog} deliveries queued, Alertmanager started again (same port):
+  the queue was empty **${drain} s** after Alertmanager answered ready; it received ${am_backlog} alerts.
+  Retry schedule in this run: \`initialInterval: 100ms, maxInterval: 1s\` (the default \`maxInterval\`
+  of 5m would add up to that much waiting before the first retry after the outage).
+
+## Measured context for the misses
+
+$(notes)
+
+${profile_section}
+
+## Memory and start-up
+
+- RSS idle (2 s after ready): $(mb "$rss_idle") MB (10⁶ bytes). CPU while idle (no requests, nothing queued,
+  the next 3 s): ${idle_cpu} % of one CPU${idle_cpu_one:+ with the default 4 delivery workers, ${idle_cpu_one} % with \`concurrency: 1\`}.
+- RSS with ${queued} undelivered deliveries queued (target down, 2 s after the last one): $(mb "$rss_queued") MB,
+  peak (VmHWM) $(mb "$hwm_queued") MB.
+- exec → \`/readyz\` 200, polled every millisecond: median ${ready_fresh} ms, max ${ready_fresh_max} ms with an empty spool;
+  median ${ready_spool} ms, max ${ready_spool_max} ms with the spool holding ${queued} queued deliveries.
+MD
+)
+printf '%s\n' "$report"
+printf '%s\n' "$report" > "$RESULTS"
+log "written to $RESULTS"

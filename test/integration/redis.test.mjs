@@ -1,0 +1,204 @@
+// Several replicas on one Redis (storage.redis, SPEC §8): two real fluxrelay processes, one real
+// redis-server and a real Alertmanager behave as one relay — shared dedup, shared GitHub delivery
+// ids, a killed replica's work finished by the other, and Redis going away and coming back.
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { sign } from '@octokit/webhooks-methods';
+
+import { startFluxReceiver } from './flux_fakes.mjs';
+import { cleanup, fluxEvent, postEvent, request, startAlertmanager, startRedis, startRelay, uniqueSuffix, waitFor } from './harness.mjs';
+
+const WEBHOOK_SECRET = 'github-webhook-secret-for-tests';
+const RECEIVER_TOKEN = 'flux-receiver-token-for-tests';
+const RECEIVER = { name: 'github-webhook', namespace: 'flux-system' };
+// Retries wait behind backoff and the circuit breaker after an outage: a wide bound.
+const RECOVERY_TIMEOUT_MS = 90_000;
+
+function replicaConfig({ redisUrl, keyPrefix, alertmanagerUrl, receiverUrl }) {
+  const retry = { initialInterval: '100ms', maxInterval: '1s' };
+  return {
+    storage: { redis: { url: redisUrl, keyPrefix, claimIdle: '3s', timeout: '2s' } },
+    sources: [
+      { name: 'flux', type: 'flux', path: '/flux/events', hmacKeyFile: './flux-hmac' },
+      { name: 'github', type: 'github', path: '/github/webhook', secretFile: './github-secret', events: ['ping', 'push'] },
+    ],
+    targets: [
+      { name: 'alertmanager', type: 'alertmanager', address: `${alertmanagerUrl}/api/v2/alerts`, timeout: '5s', retry },
+      { name: 'receiver', type: 'flux-receiver', address: receiverUrl, receiver: RECEIVER, tokenFile: './receiver-token', timeout: '5s', retry },
+    ],
+    routes: [
+      { name: 'all-to-alertmanager', source: 'flux', targets: ['alertmanager'] },
+      { name: 'reconcile-on-push', source: 'github', events: ['push'], branches: ['main'], targets: ['receiver'] },
+    ],
+  };
+}
+
+const files = { 'github-secret': WEBHOOK_SECRET, 'receiver-token': RECEIVER_TOKEN };
+
+async function postPush(relay, delivery) {
+  const body = JSON.stringify({ ref: 'refs/heads/main', after: 'bd5f1dc5b5be44b16dbb37ab0b8ea0e0fd2b4d07', repository: { full_name: 'o/r' } });
+  return request(`${relay.url}/github/webhook`, {
+    method: 'POST',
+    headers: {
+      'Content-Type': 'application/json',
+      'X-GitHub-Event': 'push',
+      'X-GitHub-Delivery': delivery,
+      'X-Hub-Signature-256': await sign(WEBHOOK_SECRET, body),
+    },
+    body,
+  });
+}
+
+// Sum of a counter's samples whose labels include all of `labels`.
+async function counter(relay, name, labels = {}) {
+  const text = await (await fetch(`${relay.adminUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const matches = Object.entries(labels).every(([label, value]) => line.includes(`${label}="${value}"`));
+    if (matches) sum += Number(line.split(' ').pop());
+  }
+  return sum;
+}
+
+async function readyStatus(relay) {
+  try {
+    return (await fetch(`${relay.adminUrl}/readyz`, { signal: AbortSignal.timeout(5_000) })).status;
+  } catch {
+    return 0;
+  }
+}
+
+function objectEvent(name) {
+  return fluxEvent({ involvedObject: { name }, message: `Health check failed for ${name}`, reason: 'HealthCheckFailed' });
+}
+
+// Every name has an alert in Alertmanager; else throws naming the missing ones (waitFor quotes it).
+async function allAlerted(am, names) {
+  const alerts = await am.alerts();
+  const seen = new Set(alerts.map((alert) => alert.labels.name));
+  const missing = names.filter((name) => !seen.has(name));
+  if (missing.length > 0) throw new Error(`${missing.length} without an alert, e.g. ${missing.slice(0, 5).join(', ')}`);
+  return true;
+}
+
+describe('two replicas on one Redis', () => {
+  let am;
+  let redis;
+  let receiver;
+  let a;
+  let b;
+  const keyPrefix = `it-${uniqueSuffix()}:`;
+
+  before(async () => {
+    [am, redis, receiver] = await Promise.all([
+      startAlertmanager(),
+      startRedis({ appendOnly: true }),
+      startFluxReceiver({ token: RECEIVER_TOKEN, ...RECEIVER, events: ['push'] }),
+    ]);
+    const config = replicaConfig({ redisUrl: redis.url, keyPrefix, alertmanagerUrl: am.url, receiverUrl: receiver.url });
+    [a, b] = await Promise.all([startRelay(config, { files }), startRelay(config, { files })]);
+  });
+
+  after(async () => {
+    try {
+      if (receiver) await receiver.stop();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('the same Flux event posted to both replicas is delivered once (shared dedup)', async () => {
+    const name = `shared-dedup-${uniqueSuffix()}`;
+    const event = objectEvent(name);
+    const [first, second] = await Promise.all([postEvent(a, '/flux/events', event), postEvent(b, '/flux/events', event)]);
+    assert.equal(first.status, 202, first.text);
+    assert.equal(second.status, 202, second.text);
+    await waitFor(async () => (await am.alerts({ name })).length === 1, { what: `the alert for ${name}` });
+    // One replica delivered it, the other's route dropped it as a duplicate of the first.
+    const delivered = async () => (await counter(a, 'fluxrelay_deliveries_total', { target: 'alertmanager', outcome: 'delivered' })) +
+      (await counter(b, 'fluxrelay_deliveries_total', { target: 'alertmanager', outcome: 'delivered' }));
+    const dropped = async () => (await counter(a, 'fluxrelay_events_dropped_total', { route: 'all-to-alertmanager' })) +
+      (await counter(b, 'fluxrelay_events_dropped_total', { route: 'all-to-alertmanager' }));
+    await waitFor(async () => (await dropped()) === 1, { what: 'one duplicate dropped' });
+    assert.equal(await delivered(), 1);
+  });
+
+  it('a GitHub delivery posted to both replicas triggers one reconcile', async () => {
+    const delivery = randomUUID();
+    const [first, second] = await Promise.all([postPush(a, delivery), postPush(b, delivery)]);
+    const statuses = [first.status, second.status].sort();
+    assert.deepEqual(statuses, [200, 202], `${first.text} / ${second.text}`);
+    assert.equal([first, second].find((r) => r.status === 200).json?.status, 'duplicate');
+    await waitFor(async () => receiver.reconcilesFor([delivery]).length === 1, { what: 'the reconcile' });
+    // Give a second reconcile, were there one, the time to arrive: both replicas idle, nothing queued.
+    await waitFor(async () => (await counter(a, 'fluxrelay_queue_depth', { target: 'receiver' })) === 0 && (await counter(b, 'fluxrelay_queue_depth', { target: 'receiver' })) === 0, { what: 'empty queues' });
+    assert.equal(receiver.reconcilesFor([delivery]).length, 1);
+  });
+
+  it('Redis down: 503 and /readyz failing; back: recovery without a restart, nothing acknowledged lost', async () => {
+    const acknowledged = [];
+    for (let i = 0; i < 10; i += 1) {
+      const name = `outage-before-${i}-${uniqueSuffix()}`;
+      const response = await postEvent(i % 2 ? a : b, '/flux/events', objectEvent(name));
+      assert.equal(response.status, 202, response.text);
+      acknowledged.push(name);
+    }
+    await redis.kill();
+    await waitFor(async () => (await readyStatus(a)) === 503 && (await readyStatus(b)) === 503, { what: '/readyz 503 on both replicas' });
+    const refused = await postEvent(a, '/flux/events', objectEvent(`outage-during-${uniqueSuffix()}`));
+    assert.equal(refused.status, 503, refused.text);
+
+    await redis.start();
+    await waitFor(async () => (await readyStatus(a)) === 200 && (await readyStatus(b)) === 200, { what: '/readyz 200 on both replicas' });
+    for (let i = 0; i < 10; i += 1) {
+      const name = `outage-after-${i}-${uniqueSuffix()}`;
+      const response = await postEvent(i % 2 ? a : b, '/flux/events', objectEvent(name));
+      assert.equal(response.status, 202, response.text);
+      acknowledged.push(name);
+    }
+    await waitFor(() => allAlerted(am, acknowledged), { timeoutMs: RECOVERY_TIMEOUT_MS, intervalMs: 500, what: 'every acknowledged event in Alertmanager' });
+  });
+
+  it('a replica killed with -9 in the middle of a burst: the survivor delivers every acknowledged event', async (t) => {
+    // Alertmanager frozen (SIGSTOP: connections open, no answer): deliveries hang in flight, so the
+    // replica that dies holds leases the survivor must take over, besides queued retries.
+    am.process.kill('SIGSTOP');
+    const acknowledged = [];
+    const post = async (relay, name) => {
+      try {
+        const response = await postEvent(relay, '/flux/events', objectEvent(name));
+        if (response.status === 202) acknowledged.push(name);
+      } catch {
+        // the killed replica's connection: not acknowledged, nothing promised
+      }
+    };
+    for (let i = 0; i < 20; i += 1) await post(i % 2 ? a : b, `burst-first-${i}-${uniqueSuffix()}`);
+    assert.equal(acknowledged.length, 20);
+    // Both replicas hold leases: the group lists two consumers with deliveries pending.
+    const stream = `${keyPrefix}q:alertmanager`;
+    await waitFor(async () => {
+      const [, , , ...consumers] = redis.cli('XPENDING', stream, 'fluxrelay');
+      return consumers.length >= 4;
+    }, { what: 'leases held by both replicas' });
+    const burst = [];
+    for (let i = 0; i < 40; i += 1) {
+      burst.push(post(i % 2 ? a : b, `burst-${i}-${uniqueSuffix()}`));
+      if (i === 20) burst.push(a.kill());
+    }
+    await Promise.all(burst);
+    const before = await counter(b, 'fluxrelay_deliveries_total', { target: 'alertmanager', outcome: 'delivered' });
+    // The dead replica's leases go to the survivor once idle for claimIdle (3s).
+    await waitFor(async () => b.log().includes('from a replica that stopped'), { what: 'the survivor taking over leases' });
+    am.process.kill('SIGCONT');
+    await waitFor(() => allAlerted(am, acknowledged), { timeoutMs: RECOVERY_TIMEOUT_MS, intervalMs: 500, what: 'every acknowledged event in Alertmanager' });
+    // At least once, and no more than once per acknowledged event from the survivor (one attempt
+    // each, plus at most one per lease it took over whose first attempt the dead replica made).
+    await waitFor(async () => (await counter(b, 'fluxrelay_queue_depth', { target: 'alertmanager' })) === 0, { what: 'the queue drained' });
+    const delivered = (await counter(b, 'fluxrelay_deliveries_total', { target: 'alertmanager', outcome: 'delivered' })) - before;
+    t.diagnostic(`${acknowledged.length} acknowledged, ${delivered} delivered by the survivor after the kill`);
+    assert.ok(delivered >= 1 && delivered <= acknowledged.length, `survivor delivered ${delivered} for ${acknowledged.length} acknowledged`);
+  });
+});
