@@ -33,21 +33,23 @@ std::string objectKey(const FluxEvent& event) {
 Journal::Journal(std::size_t maxEvents, std::size_t maxObjects) : maxEvents_(maxEvents), maxObjects_(maxObjects) {}
 
 void Journal::rejected(std::string_view source, int status, std::string_view error) {
-    push({.summary = {{"source", source},
-                      {"time", formatRfc3339Nano(Clock::now())},
-                      {"status", "rejected"},
-                      {"httpStatus", status},
-                      {"error", error}}});
+    push({.summary = std::make_shared<const nlohmann::json>(nlohmann::json{{"source", source},
+                                                                           {"time", formatRfc3339Nano(Clock::now())},
+                                                                           {"status", "rejected"},
+                                                                           {"httpStatus", status},
+                                                                           {"error", error}}),
+          .id = {}});
 }
 
 void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
-    nlohmann::json summary = describe(event);
-    summary["status"] = "accepted";
-    summary["routes"] = nlohmann::json::array();
+    nlohmann::json described = describe(event);
+    described["status"] = "accepted";
+    described["routes"] = nlohmann::json::array();
     for (const auto& fate : routes) {
-        summary["routes"].push_back(
+        described["routes"].push_back(
             {{"route", fate.route}, {"verdict", fate.verdict}, {"reason", fate.reason}, {"targets", fate.targets}});
     }
+    const Summary summary = std::make_shared<const nlohmann::json>(std::move(described));
     if (const auto* flux = event.flux()) {
         std::lock_guard lock(mutex_);
         const std::string key = objectKey(*flux);
@@ -63,7 +65,7 @@ void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
             objectOrder_.pop_front();
         }
     }
-    push({.summary = std::move(summary)});
+    push({.summary = summary, .id = event.id});
 }
 
 void Journal::attempted(const AttemptReport& report) {
@@ -87,13 +89,13 @@ void Journal::attempted(const AttemptReport& report) {
 
 void Journal::push(Entry entry) {
     std::lock_guard lock(mutex_);
-    if (entry.summary.contains("id")) {
-        byId_[entry.summary["id"].get<std::string>()] = firstSequence_ + events_.size();
+    if (!entry.id.empty()) {
+        byId_[entry.id] = firstSequence_ + events_.size();
     }
     events_.push_back(std::move(entry));
     while (events_.size() > maxEvents_) {
-        if (events_.front().summary.contains("id")) {
-            byId_.erase(events_.front().summary["id"].get<std::string>());
+        if (!events_.front().id.empty()) {
+            byId_.erase(events_.front().id);
         }
         events_.pop_front();
         ++firstSequence_;
@@ -104,7 +106,7 @@ nlohmann::json Journal::recentEvents(std::size_t limit) const {
     std::lock_guard lock(mutex_);
     nlohmann::json out = nlohmann::json::array();
     for (auto it = events_.rbegin(); it != events_.rend() && out.size() < limit; ++it) {
-        nlohmann::json entry = it->summary;
+        nlohmann::json entry = *it->summary;
         entry["attempts"] = it->attempts;
         out.push_back(std::move(entry));
     }
@@ -117,7 +119,7 @@ nlohmann::json Journal::failingObjects() const {
     for (auto it = objectOrder_.rbegin(); it != objectOrder_.rend(); ++it) {
         const auto& state = objects_.at(*it).first;
         if (state.failing) {
-            out.push_back(state.latest);
+            out.push_back(*state.latest);
         }
     }
     return out;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <deque>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -31,12 +32,16 @@ public:
     nlohmann::json failingObjects() const;
 
 private:
+    // Summaries are built once and shared by the event ring and the object map: the journal is
+    // on every accept's path, and copying JSON trees there showed up in profiles.
+    using Summary = std::shared_ptr<const nlohmann::json>;
     struct Entry {
-        nlohmann::json summary;  // id, source, time, status, the event's fields, routes
+        Summary summary;  // id, source, time, status, the event's fields, routes
+        std::string id;   // empty for rejections
         nlohmann::json attempts = nlohmann::json::array();
     };
     struct ObjectState {
-        nlohmann::json latest;
+        Summary latest;
         bool failing = false;
     };
 

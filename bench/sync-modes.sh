@@ -2,8 +2,9 @@
 # Acknowledged events per second with storage.sync normal vs full: what group commit buys.
 # Each accepted event is durably stored before its 202, so this measures the spool's commit path.
 # Usage: bench/sync-modes.sh [path/to/fluxrelay]   (default: the build `make` makes, in build/)
-# RelWithDebInfo (-O2), as tested and shipped: the -O3 Release build crashes under concurrent
-# load (heap corruption, under investigation), so it is not measured.
+# RelWithDebInfo (-O2), as tested and shipped. (An earlier "-O3 crash" was a stale object file in
+# one build folder, built from a header that changed during its compile; bench/run.sh measures a
+# clean Release build.)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

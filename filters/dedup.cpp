@@ -125,7 +125,12 @@ std::int64_t toMillis(TimePoint time) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
 }
 
-TimePoint fromMillis(std::int64_t millis) { return TimePoint(std::chrono::milliseconds(millis)); }
+// Held state is data from storage: a value past what a TimePoint holds (about ±292 years of
+// nanoseconds) is clamped rather than overflowed.
+TimePoint fromMillis(std::int64_t millis) {
+    constexpr std::int64_t kLimit = std::int64_t{9'000'000'000'000};  // ~285 years
+    return TimePoint(std::chrono::milliseconds(std::clamp(millis, -kLimit, kLimit)));
+}
 
 // The held value as JSON; a value this build cannot read counts as no state at all, so a corrupt
 // entry costs one extra notification rather than a suppressed one.

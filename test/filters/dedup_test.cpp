@@ -288,6 +288,17 @@ TEST_CASE("decideDedup: unreadable state counts as none") {
         CAPTURE(held);
         CHECK(decideDedup(gate, std::string(held), t0, "e").forward);
     }
+    // A field of the wrong type reads as absent; it does not throw.
+    const auto wrongType =
+        decideDedup(gate, std::string(R"({"state": "error/Failed", "event": 7, "at": "x"})"), t0, "e");
+    CHECK_FALSE(wrongType.forward);
+    CHECK(wrongType.reason.find("since event ,") != std::string::npos);
+    // Times far outside a TimePoint's range are clamped, not overflowed.
+    const std::string farFuture = R"({"state": "error/Failed", "event": "e0", "at": 9223372036854775807})";
+    CHECK_FALSE(decideDedup(gate, farFuture, t0, "e").forward);
+    const DedupGate window{
+        .kind = DedupGate::Kind::window, .label = "dedup mode flux", .key = "k", .window = std::chrono::minutes(5)};
+    CHECK_FALSE(decideDedup(window, std::string(R"({"event": "e0", "at": -9223372036854775807})"), t0, "e").forward);
 }
 
 TEST_CASE("normalizeMessage masks Go durations") {
