@@ -19,15 +19,6 @@ namespace {
 
 using namespace fluxrelay;
 
-bool validUtf8(std::string_view text) {
-    while (!text.empty()) {
-        const std::size_t length = utf8SequenceLength(text);
-        if (length == 0) return false;
-        text.remove_prefix(length);
-    }
-    return true;
-}
-
 bool sameObject(const ObjectRef& a, const ObjectRef& b) {
     return a.kind == b.kind && a.namespace_ == b.namespace_ && a.name == b.name && a.uid == b.uid &&
            a.apiVersion == b.apiVersion && a.resourceVersion == b.resourceVersion && a.fieldPath == b.fieldPath;
@@ -105,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (const auto* error = std::get_if<std::string>(&parsed)) {
         // The error becomes a 400's JSON body: it must say something, in text JSON can carry.
         FUZZ_CHECK(!error->empty());
-        FUZZ_CHECK(validUtf8(*error));
+        FUZZ_CHECK(isValidUtf8(*error));
         FUZZ_CHECK(error->size() < 1024);
         return 0;
     }

@@ -51,15 +51,6 @@ Input split(std::string_view data) {
     return input;
 }
 
-bool validUtf8(std::string_view text) {
-    while (!text.empty()) {
-        const std::size_t length = utf8SequenceLength(text);
-        if (length == 0) return false;
-        text.remove_prefix(length);
-    }
-    return true;
-}
-
 bool printable(std::string_view text, std::size_t maxBytes) {
     if (text.empty() || text.size() > maxBytes) return false;
     for (const char c : text) {
@@ -74,7 +65,7 @@ void checkResult(const Result& result, const Input& input) {
     if (const auto* rejection = std::get_if<Rejection>(&result)) {
         FUZZ_CHECK(rejection->status == 400 || rejection->status == 401 || rejection->status == 415);
         FUZZ_CHECK(!rejection->error.empty() && !rejection->reason.empty());
-        FUZZ_CHECK(validUtf8(rejection->error));
+        FUZZ_CHECK(isValidUtf8(rejection->error));
         return;
     }
     if (const auto* ping = std::get_if<GitHubPing>(&result)) {
