@@ -24,10 +24,6 @@ nlohmann::json describe(const Event& event) {
     return out;
 }
 
-std::string objectKey(const FluxEvent& event) {
-    return event.involvedObject.kind + "/" + event.involvedObject.namespace_ + "/" + event.involvedObject.name;
-}
-
 }  // namespace
 
 Journal::Journal(std::size_t maxEvents, std::size_t maxObjects) : maxEvents_(maxEvents), maxObjects_(maxObjects) {}
@@ -52,7 +48,7 @@ void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
     const Summary summary = std::make_shared<const nlohmann::json>(std::move(described));
     if (const auto* flux = event.flux()) {
         std::lock_guard lock(mutex_);
-        const std::string key = objectKey(*flux);
+        const std::string key = flux->involvedObject.path();
         ObjectState state{.latest = summary, .failing = flux->severity == "error"};
         if (auto it = objects_.find(key); it != objects_.end()) {
             objectOrder_.erase(it->second.second);

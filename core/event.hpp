@@ -24,6 +24,8 @@ struct ObjectRef {
 
     // "kustomize.toolkit.fluxcd.io" for "kustomize.toolkit.fluxcd.io/v1", "" for "v1".
     std::string group() const;
+    // "Kind/namespace/name", the order Flux's own log and event messages use.
+    std::string path() const { return kind + "/" + namespace_ + "/" + name; }
 };
 
 // A Flux notification-controller Event, metadata already normalized (un-prefixed keys).

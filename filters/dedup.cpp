@@ -113,8 +113,7 @@ std::string keyFor(const RouteConfig& route, const FluxEvent& event, std::string
 
 // Per-object state (transitions, threshold) is keyed by the object, whatever its messages say.
 std::string objectKeyFor(const RouteConfig& route, std::string_view gate, const FluxEvent& event) {
-    const ObjectRef& object = event.involvedObject;
-    return route.name + ":" + std::string(gate) + ":" + object.kind + "/" + object.namespace_ + "/" + object.name;
+    return route.name + ":" + std::string(gate) + ":" + event.involvedObject.path();
 }
 
 // How long per-object state outlives the object's last event: an object silent for a week starts

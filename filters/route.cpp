@@ -120,11 +120,6 @@ Decision matchGitHub(const RouteConfig& route, const GitHubEvent& github) {
     return Decision::ok();
 }
 
-std::string objectString(const ObjectRef& object) {
-    // Kind/namespace/name, the order Flux's own log and event messages use.
-    return object.kind + "/" + object.namespace_ + "/" + object.name;
-}
-
 bool selectorMatches(const EventSourceSelector& selector, const ObjectRef& object) {
     // An empty namespace means "any", as the SPEC's default of "*" does.
     const std::string_view ns = selector.namespace_.empty() ? std::string_view("*") : selector.namespace_;
@@ -185,7 +180,7 @@ Decision matchFlux(const RouteConfig& route, const FluxEvent& flux, bool ignoreS
             if (selectorMatches(selector, flux.involvedObject)) selected = true;
         }
         if (!selected) {
-            return drop(Verdict::eventSource, "no eventSources entry matches " + objectString(flux.involvedObject));
+            return drop(Verdict::eventSource, "no eventSources entry matches " + flux.involvedObject.path());
         }
     }
 

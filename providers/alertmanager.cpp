@@ -122,10 +122,6 @@ private:
 
     std::string firingKey() const { return "alertmanager-firing:" + target_.name; }
 
-    static std::string objectKey(const FluxEvent& event) {
-        return event.involvedObject.kind + "/" + event.involvedObject.namespace_ + "/" + event.involvedObject.name;
-    }
-
     Duration firingValidity() const { return 3 * target_.refireInterval; }
 
     // Flux's alert, with the target's severity mapping applied.
@@ -167,7 +163,7 @@ private:
         const auto nowMillis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
         for (const Delivery& delivery : batch) {
             const FluxEvent& flux = *delivery.event->flux();
-            const std::string object = objectKey(flux);
+            const std::string object = flux.involvedObject.path();
             if (flux.severity == "error") {
                 nlohmann::json alert = alertFor(*delivery.event);
                 nlohmann::json kept = nlohmann::json::array();

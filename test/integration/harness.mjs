@@ -693,6 +693,18 @@ export function fluxEvent(overrides = {}) {
   };
 }
 
+// The info event of `failing`'s object recovering, with its metadata; `overrides` as fluxEvent's.
+export function recoveryEvent(failing, overrides = {}) {
+  return fluxEvent({
+    involvedObject: { ...failing.involvedObject },
+    severity: 'info',
+    reason: 'ReconciliationSucceeded',
+    message: 'Reconciliation finished in 1.2s, next run in 10m0s',
+    metadata: { ...failing.metadata },
+    ...overrides,
+  });
+}
+
 // POSTs an event (object or raw string) to the relay. Signs with `key` (default: the relay's
 // key; null sends no signature). Returns {status, json, text, headers}; json is null if the
 // body is not JSON.

@@ -10,6 +10,7 @@ import {
   fluxEvent,
   metricSample,
   postEvent,
+  recoveryEvent,
   startAlertmanager,
   startRelay,
   uniqueSuffix,
@@ -146,14 +147,7 @@ describe('noise control', () => {
     const first = await endsAt();
     await waitFor(async () => (await endsAt()) >= first + 2000, { what: 'the alert re-sent twice, still active' });
 
-    const recovered = fluxEvent({
-      involvedObject: { name: failing.involvedObject.name },
-      severity: 'info',
-      reason: 'ReconciliationSucceeded',
-      message: 'Reconciliation finished in 1.2s, next run in 10m0s',
-      metadata: { run },
-    });
-    assert.equal((await postEvent(relay, '/flux/events', recovered)).status, 202);
+    assert.equal((await postEvent(relay, '/flux/events', recoveryEvent(failing))).status, 202);
     await waitFor(async () => (await am.alerts({ run })).length === 0, { what: 'the alert resolved' });
     await relay.stop();
     await am.stop();

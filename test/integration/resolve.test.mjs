@@ -3,7 +3,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { baseConfig, cleanup, fluxEvent, postEvent, startAlertmanager, startRelay, uniqueSuffix, waitFor } from './harness.mjs';
+import { baseConfig, cleanup, fluxEvent, postEvent, recoveryEvent, startAlertmanager, startRelay, uniqueSuffix, waitFor } from './harness.mjs';
 
 after(cleanup);
 
@@ -24,13 +24,7 @@ describe('resolved alerts', () => {
     await relay.stop();
     await relay.restart();
 
-    const recovered = fluxEvent({
-      involvedObject: { name: failing.involvedObject.name },
-      severity: 'info',
-      reason: 'ReconciliationSucceeded',
-      message: 'Applied revision: main@sha1:bd5f1dc5b5be44b16dbb37ab0b8ea0e0fd2b4d07',
-      metadata: { run },
-    });
+    const recovered = recoveryEvent(failing, { message: 'Applied revision: main@sha1:bd5f1dc5b5be44b16dbb37ab0b8ea0e0fd2b4d07' });
     assert.equal((await postEvent(relay, '/flux/events', recovered)).status, 202);
     await waitFor(async () => (await am.alerts({ run, name: failing.involvedObject.name })).length === 0, {
       what: 'the recovered object\'s alert resolved',
