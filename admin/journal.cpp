@@ -6,65 +6,66 @@ namespace {
 
 constexpr std::size_t kMaxAttemptsPerEvent = 20;
 
-nlohmann::json describe(const Event& event) {
-    nlohmann::json out{{"id", event.id}, {"source", event.source}, {"time", formatRfc3339Nano(event.receivedAt)}};
-    if (const auto* flux = event.flux()) {
-        out["kind"] = flux->involvedObject.kind;
-        out["namespace"] = flux->involvedObject.namespace_;
-        out["name"] = flux->involvedObject.name;
-        out["severity"] = flux->severity;
-        out["reason"] = flux->reason;
-        out["message"] = flux->message;
-        out["revision"] = flux->metadata.contains("revision") ? flux->metadata.at("revision") : "";
-    } else if (const auto* github = event.github()) {
-        out["githubEvent"] = github->event;
-        out["delivery"] = github->deliveryId;
-        out["ref"] = github->ref;
-    }
-    return out;
-}
+template <class... Visitors>
+struct Overloaded : Visitors... {
+    using Visitors::operator()...;
+};
 
 }  // namespace
 
 Journal::Journal(std::size_t maxEvents, std::size_t maxObjects) : maxEvents_(maxEvents), maxObjects_(maxObjects) {}
 
 void Journal::rejected(std::string_view source, int status, std::string_view error) {
-    push({.summary = std::make_shared<const nlohmann::json>(nlohmann::json{{"source", source},
-                                                                           {"time", formatRfc3339Nano(Clock::now())},
-                                                                           {"status", "rejected"},
-                                                                           {"httpStatus", status},
-                                                                           {"error", error}}),
-          .id = {}});
+    push({.summary = std::make_shared<const Summary>(Summary{
+              .id = {},
+              .source = std::string(source),
+              .time = Clock::now(),
+              .facts = RejectionFacts{.httpStatus = status, .error = std::string(error)},
+              .routes = {},
+          }),
+          .attempts = {}});
 }
 
 void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
-    nlohmann::json described = describe(event);
-    described["status"] = "accepted";
-    described["routes"] = nlohmann::json::array();
-    for (const auto& fate : routes) {
-        described["routes"].push_back(
-            {{"route", fate.route}, {"verdict", fate.verdict}, {"reason", fate.reason}, {"targets", fate.targets}});
-    }
-    const Summary summary = std::make_shared<const nlohmann::json>(std::move(described));
+    Summary summary{.id = event.id,
+                    .source = event.source,
+                    .time = event.receivedAt,
+                    .facts = {},
+                    .routes = {routes.begin(), routes.end()}};
     if (const auto* flux = event.flux()) {
+        const auto revision = flux->metadata.find("revision");
+        summary.facts = FluxFacts{.kind = flux->involvedObject.kind,
+                                  .namespace_ = flux->involvedObject.namespace_,
+                                  .name = flux->involvedObject.name,
+                                  .severity = flux->severity,
+                                  .reason = flux->reason,
+                                  .message = flux->message,
+                                  .revision = revision == flux->metadata.end() ? "" : revision->second};
+    } else if (const auto* github = event.github()) {
+        summary.facts = GitHubFacts{.event = github->event, .delivery = github->deliveryId, .ref = github->ref};
+    }
+    const SharedSummary shared = std::make_shared<const Summary>(std::move(summary));
+    if (const auto* flux = event.flux()) {
+        std::string key = flux->involvedObject.path();
+        ObjectState state{.latest = shared, .failing = flux->severity == "error"};
         std::lock_guard lock(mutex_);
-        const std::string key = flux->involvedObject.path();
-        ObjectState state{.latest = summary, .failing = flux->severity == "error"};
         if (auto it = objects_.find(key); it != objects_.end()) {
-            objectOrder_.erase(it->second.second);
-            objects_.erase(it);
-        }
-        objectOrder_.push_back(key);
-        objects_.emplace(key, std::make_pair(std::move(state), std::prev(objectOrder_.end())));
-        if (objects_.size() > maxObjects_) {
-            objects_.erase(objectOrder_.front());
-            objectOrder_.pop_front();
+            objectOrder_.splice(objectOrder_.end(), objectOrder_, it->second.second);
+            it->second.first = std::move(state);
+        } else {
+            objectOrder_.push_back(key);
+            objects_.emplace(std::move(key), std::make_pair(std::move(state), std::prev(objectOrder_.end())));
+            if (objects_.size() > maxObjects_) {
+                objects_.erase(objectOrder_.front());
+                objectOrder_.pop_front();
+            }
         }
     }
-    push({.summary = summary, .id = event.id});
+    push({.summary = shared, .attempts = {}});
 }
 
 void Journal::attempted(const AttemptReport& report) {
+    const TimePoint now = Clock::now();
     std::lock_guard lock(mutex_);
     auto it = byId_.find(report.eventId);
     if (it == byId_.end() || it->second < firstSequence_) {
@@ -72,38 +73,78 @@ void Journal::attempted(const AttemptReport& report) {
     }
     auto& attempts = events_[it->second - firstSequence_].attempts;
     if (attempts.size() >= kMaxAttemptsPerEvent) {
-        attempts.erase(attempts.begin());
+        attempts.pop_front();
     }
-    attempts.push_back({{"time", formatRfc3339Nano(Clock::now())},
-                        {"route", report.route},
-                        {"target", report.target},
-                        {"attempt", report.attempt},
-                        {"outcome", report.outcome},
-                        {"detail", report.detail},
-                        {"latencyMs", std::chrono::duration<double, std::milli>(report.latency).count()}});
+    attempts.push_back({.time = now, .report = report});
 }
 
 void Journal::push(Entry entry) {
     std::lock_guard lock(mutex_);
-    if (!entry.id.empty()) {
-        byId_[entry.id] = firstSequence_ + events_.size();
+    if (!entry.summary->id.empty()) {
+        byId_[entry.summary->id] = firstSequence_ + events_.size();
     }
     events_.push_back(std::move(entry));
     while (events_.size() > maxEvents_) {
-        if (!events_.front().id.empty()) {
-            byId_.erase(events_.front().id);
+        if (!events_.front().summary->id.empty()) {
+            byId_.erase(events_.front().summary->id);
         }
         events_.pop_front();
         ++firstSequence_;
     }
 }
 
+nlohmann::json Journal::toJson(const Summary& summary) {
+    nlohmann::json out{{"source", summary.source}, {"time", formatRfc3339Nano(summary.time)}};
+    if (!summary.id.empty()) {
+        out["id"] = summary.id;
+        out["status"] = "accepted";
+        out["routes"] = nlohmann::json::array();
+        for (const auto& fate : summary.routes) {
+            out["routes"].push_back(
+                {{"route", fate.route}, {"verdict", fate.verdict}, {"reason", fate.reason}, {"targets", fate.targets}});
+        }
+    }
+    std::visit(Overloaded{
+                   [&out](const FluxFacts& flux) {
+                       out["kind"] = flux.kind;
+                       out["namespace"] = flux.namespace_;
+                       out["name"] = flux.name;
+                       out["severity"] = flux.severity;
+                       out["reason"] = flux.reason;
+                       out["message"] = flux.message;
+                       out["revision"] = flux.revision;
+                   },
+                   [&out](const GitHubFacts& github) {
+                       out["githubEvent"] = github.event;
+                       out["delivery"] = github.delivery;
+                       out["ref"] = github.ref;
+                   },
+                   [&out](const RejectionFacts& rejection) {
+                       out["status"] = "rejected";
+                       out["httpStatus"] = rejection.httpStatus;
+                       out["error"] = rejection.error;
+                   },
+               },
+               summary.facts);
+    return out;
+}
+
 nlohmann::json Journal::recentEvents(std::size_t limit) const {
     std::lock_guard lock(mutex_);
     nlohmann::json out = nlohmann::json::array();
     for (auto it = events_.rbegin(); it != events_.rend() && out.size() < limit; ++it) {
-        nlohmann::json entry = *it->summary;
-        entry["attempts"] = it->attempts;
+        nlohmann::json entry = toJson(*it->summary);
+        entry["attempts"] = nlohmann::json::array();
+        for (const auto& [time, report] : it->attempts) {
+            entry["attempts"].push_back(
+                {{"time", formatRfc3339Nano(time)},
+                 {"route", report.route},
+                 {"target", report.target},
+                 {"attempt", report.attempt},
+                 {"outcome", report.outcome},
+                 {"detail", report.detail},
+                 {"latencyMs", std::chrono::duration<double, std::milli>(report.latency).count()}});
+        }
         out.push_back(std::move(entry));
     }
     return out;
@@ -115,7 +156,7 @@ nlohmann::json Journal::failingObjects() const {
     for (auto it = objectOrder_.rbegin(); it != objectOrder_.rend(); ++it) {
         const auto& state = objects_.at(*it).first;
         if (state.failing) {
-            out.push_back(*state.latest);
+            out.push_back(toJson(*state.latest));
         }
     }
     return out;

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,19 +33,40 @@ public:
     nlohmann::json failingObjects() const;
 
 private:
-    // Summaries are built once and shared by the event ring and the object map: the journal is
-    // on every accept's path, and copying JSON trees there showed up in profiles.
-    using Summary = std::shared_ptr<const nlohmann::json>;
+    // Plain values, turned into JSON only when the status page asks: the journal is on every
+    // accept's path, and building (and later freeing) a JSON tree per event led the profiles.
+    struct FluxFacts {
+        std::string kind, namespace_, name, severity, reason, message, revision;
+    };
+    struct GitHubFacts {
+        std::string event, delivery, ref;
+    };
+    struct RejectionFacts {
+        int httpStatus = 0;
+        std::string error;
+    };
+    struct Summary {
+        std::string id;  // empty for rejections
+        std::string source;
+        TimePoint time;
+        std::variant<FluxFacts, GitHubFacts, RejectionFacts> facts;
+        std::vector<RouteFate> routes;
+    };
+    using SharedSummary = std::shared_ptr<const Summary>;  // one per event, shared with objects_
+    struct Attempt {
+        TimePoint time;
+        AttemptReport report;
+    };
     struct Entry {
-        Summary summary;  // id, source, time, status, the event's fields, routes
-        std::string id;   // empty for rejections
-        nlohmann::json attempts = nlohmann::json::array();
+        SharedSummary summary;
+        std::deque<Attempt> attempts;  // the newest kMaxAttemptsPerEvent
     };
     struct ObjectState {
-        Summary latest;
+        SharedSummary latest;
         bool failing = false;
     };
 
+    static nlohmann::json toJson(const Summary& summary);
     void push(Entry entry);
 
     const std::size_t maxEvents_;

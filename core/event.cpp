@@ -331,6 +331,14 @@ Event fromStorageJson(const nlohmann::json& json) {
     return event;
 }
 
-std::string newEventId() { return toHex(randomBytes(16)); }
+std::string newEventId() {
+    const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+    std::string bytes(6, '\0');
+    for (int i = 5; i >= 0; --i) {
+        bytes[static_cast<std::size_t>(i)] =
+            static_cast<char>((static_cast<std::uint64_t>(millis) >> (8 * (5 - i))) & 0xff);
+    }
+    return toHex(bytes + randomBytes(10));
+}
 
 }  // namespace fluxrelay

@@ -202,7 +202,8 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
         }
     }
     observer_.onAccepted(*event, fates);
-    co_return jsonResponse(202, nlohmann::json{{"status", "accepted"}, {"id", event->id}}.dump());
+    // The id is hex (newEventId): nothing in it needs escaping.
+    co_return jsonResponse(202, R"({"status":"accepted","id":")" + event->id + R"("})");
 }
 
 }  // namespace fluxrelay

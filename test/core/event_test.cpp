@@ -1,6 +1,12 @@
 // Unit tests for core/event: the Flux JSON form (as Go writes it), storage round trips, ids.
 #include "core/event.hpp"
 
+#include <chrono>
+#include <cstdint>
+#include <iomanip>
+#include <sstream>
+#include <string>
+
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -192,4 +198,21 @@ TEST_CASE("newEventId is 32 lower-case hex digits and unique") {
     CHECK(a.size() == 32);
     CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
     CHECK(a != b);
+}
+
+TEST_CASE("newEventId starts with the time in milliseconds, so later ids sort later") {
+    const auto millisNow = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+    };
+    const auto before = millisNow();
+    const std::string id = newEventId();
+    const auto after = millisNow();
+    const auto stamped = static_cast<std::int64_t>(std::stoull(id.substr(0, 12), nullptr, 16));
+    CHECK(stamped >= before);
+    CHECK(stamped <= after);
+
+    // A hand-made id from the millisecond after: whatever its random part, it sorts after.
+    std::ostringstream later;
+    later << std::hex << std::setw(12) << std::setfill('0') << (after + 1) << std::string(20, '0');
+    CHECK(id < later.str());
 }
