@@ -226,6 +226,11 @@ private:
         exec(sync == SyncMode::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
         // After a burst the log is truncated back to this, so it does not keep its peak size.
         exec("PRAGMA journal_size_limit=67108864");
+        // A commit that crosses this many pages of log copies the log into the database file,
+        // stalling the writer for the copy and two syncs. At SQLite's default of 1000 pages the
+        // stalls set the ingest p99 at 1,000 events/s (5.8-6.7 ms); at 250 it is 2.7-2.9 ms, and
+        // a saturated ingest is faster too (the log stays small and is reused). 100 syncs too often.
+        exec("PRAGMA wal_autocheckpoint=250");
     }
 
     sqlite3* db_ = nullptr;
