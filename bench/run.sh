@@ -424,7 +424,8 @@ for c in $CONCURRENCY; do
   perf_pid=
   if [ "$c" = "$PERF_AT" ] && [ "$PERF" != 0 ] && command -v perf >/dev/null; then
     # Where fluxrelay's CPU goes at this concurrency: a sampled profile over most of the run.
-    perf record -q -F 499 -p "$relay_pid" -o "$work/perf.data" -- sleep "$(awk -v d="$(seconds "$DURATION")" 'BEGIN {print d * 0.8}')" \
+    # With call graphs (dwarf: a Release build has no frame pointers), for the inclusive view.
+    perf record -q -F 199 --call-graph dwarf,16384 -p "$relay_pid" -o "$work/perf.data" -- sleep "$(awk -v d="$(seconds "$DURATION")" 'BEGIN {print d * 0.8}')" \
       >/dev/null 2>&1 &
     perf_pid=$!
   fi
@@ -434,6 +435,15 @@ for c in $CONCURRENCY; do
     wait "$perf_pid" || true
     perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
       | awk '/^ +[0-9.]+%/ {line = $0; sub(/^ +/, "", line); print substr(line, 1, 150)}' | head -20 > "$work/profile.txt" || true
+    # Inclusive: each of fluxrelay's own functions with everything it calls, and the spool's
+    # commit and checkpoint; template arguments cut, so a line names the function.
+    perf report -i "$work/perf.data" --children --sort sym -g none --stdio 2>/dev/null \
+      | awk '/^ +[0-9.]+%/ && $1 + 0 >= 1.5 {
+          name = $0; sub(/^.*\[[.k]\] /, "", name)
+          while (gsub(/<[^<>]*>/, "", name)) {}
+          gsub(/\(anonymous namespace\)::/, "", name); sub(/\[abi:cxx11\]/, "", name)
+          if (name ~ /^fluxrelay::|^sqlite3WalFrames|^sqlite3WalCheckpoint|^tcp_sendmsg *$|^tcp_recvmsg *$/)
+            printf "%7s  %s\n", $1, substr(name, 1, 110)}' | awk '!seen[$2]++' | head -28 > "$work/profile-inclusive.txt" || true
   fi
   relay_alive "ingest-$c"
   duplicates_seen=$((duplicates_seen + $(duplicates)))
@@ -473,11 +483,18 @@ log "paced: $paced"
 start_am
 start_relay e2e "http://127.0.0.1:$am_port/api/v2/alerts"
 am0=$(am_received)
+relay_ticks0=$(cpu_ticks "$relay_pid"); am_ticks0=$(cpu_ticks "$am_pid")
 e2e=$(run_wrk "http://127.0.0.1:$relay_ingest/flux/events" "$E2E_CONNECTIONS" "$E2E_DURATION")
+relay_ticks1=$(cpu_ticks "$relay_pid"); am_ticks1=$(cpu_ticks "$am_pid")
 am1=$(am_received)
 relay_alive e2e
 e2e_seconds=$(seconds "$E2E_DURATION")
 e2e_rate=$(awk -v a=$((am1 - am0)) -v s="$e2e_seconds" 'BEGIN {printf "%.0f", a / s}')
+# Who used the two CPUs meanwhile: the share of one CPU, and CPU time per alert.
+cpu_share() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v s="$e2e_seconds" 'BEGIN {printf "%.2f", t / hz / s}'; }
+cpu_per_alert() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n=$((am1 - am0)) 'BEGIN {printf "%.0f", t / hz * 1e6 / (n ? n : 1)}'; }
+e2e_relay_cpu=$(cpu_share $((relay_ticks1 - relay_ticks0))); e2e_relay_us=$(cpu_per_alert $((relay_ticks1 - relay_ticks0)))
+e2e_am_cpu=$(cpu_share $((am_ticks1 - am_ticks0))); e2e_am_us=$(cpu_per_alert $((am_ticks1 - am_ticks0)))
 left=$(queue_depth)
 t0=$(date +%s.%N)
 for _ in $(seq 1200); do [ "$(queue_depth)" -eq 0 ] && break; sleep 0.1; done
@@ -616,6 +633,8 @@ notes() {
     echo "  ${idle_cpu_one} % with \`concurrency: 1\`: idle CPU grows with the number of workers, and it is taken from ingest"
     echo "  and delivery in every measurement above (the relays here have one target, with 4 workers)."
   fi
+  echo "- End to end, Alertmanager needs ${e2e_am_us} µs of CPU per alert and fluxrelay ${e2e_relay_us} µs: on $(nproc) CPUs shared"
+  echo "  with the load generator, the two together allow at most $(awk -v a="$e2e_am_us" -v r="$e2e_relay_us" -v n="$(nproc)" 'BEGIN {if (a + r > 0) printf "%.0f", n * 1e6 / (a + r)}') alerts/s even if wrk cost nothing."
   echo "- While ${queued} deliveries were queued (target down, no requests), fluxrelay used ${queued_cpu} CPU-seconds in the 2 s after the last one."
 }
 
@@ -627,6 +646,13 @@ Where fluxrelay's CPU went during the ingest run at $PERF_AT connections (perf, 
 
 $fence
 $(cat "$work/profile.txt")
+$fence
+
+The same profile inclusive of callees (each of fluxrelay's functions with all it calls; the
+writer thread's transactions, the io threads' requests; percentages overlap along a call chain):
+
+$fence
+$(cat "$work/profile-inclusive.txt" 2>/dev/null)
 $fence"
 fi
 
@@ -684,6 +710,8 @@ means the server could not keep up.
   (\`maxBatch: 64\`, default 4 workers): $(field "$e2e" accepted) events accepted ($(field "$e2e" rps | cut -d. -f1)/s),
   Alertmanager received $((am1 - am0)) alerts in that time (\`alertmanager_alerts_received_total\`) = **${e2e_rate}/s**.
   $left deliveries were still queued when the load stopped; the queue was empty ${catch_up} s later.
+  Meanwhile fluxrelay used ${e2e_relay_cpu} of a CPU (${e2e_relay_us} µs per alert, ingest and delivery together),
+  Alertmanager ${e2e_am_cpu} (${e2e_am_us} µs per alert); the load generator had the rest of the $(nproc) CPUs.
 - **Backlog**: Alertmanager stopped, ${backlog} deliveries queued, Alertmanager started again (same port):
   the queue was empty **${drain} s** after Alertmanager answered ready; it received ${am_backlog} alerts.
   Retry schedule in this run: \`initialInterval: 100ms, maxInterval: 1s\` (the default \`maxInterval\`
