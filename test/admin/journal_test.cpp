@@ -60,4 +60,39 @@ TEST_CASE("an object is failing while its latest event is an error") {
     CHECK(failing[0]["name"] == "infra");
 }
 
+TEST_CASE("an object updated again is the last to be forgotten") {
+    Journal journal(10, 2);
+    journal.accepted(fluxEvent("e1", "apps", "error"), {});
+    journal.accepted(fluxEvent("e2", "infra", "error"), {});
+    journal.accepted(fluxEvent("e3", "apps", "error"), {});  // apps becomes the most recent
+    journal.accepted(fluxEvent("e4", "crds", "error"), {});  // over the bound: infra goes
+    const auto failing = journal.failingObjects();
+    REQUIRE(failing.size() == 2);
+    CHECK(failing[0]["name"] == "crds");
+    CHECK(failing[1]["name"] == "apps");
+    CHECK(failing[1]["id"] == "e3");
+}
+
+TEST_CASE("a GitHub event is summarized by its event, delivery and ref, and attempts stay bounded") {
+    Journal journal(10, 10);
+    journal.accepted(Event{.id = "g1",
+                           .source = "github",
+                           .receivedAt = Clock::now(),
+                           .payload = GitHubEvent{.event = "push", .deliveryId = "d-1", .ref = "refs/heads/main"}},
+                     {});
+    for (int attempt = 1; attempt <= 25; ++attempt) {
+        journal.attempted({.eventId = "g1", .target = "receiver", .outcome = "retry", .attempt = attempt});
+    }
+    const auto events = journal.recentEvents(10);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0]["githubEvent"] == "push");
+    CHECK(events[0]["delivery"] == "d-1");
+    CHECK(events[0]["ref"] == "refs/heads/main");
+    CHECK_FALSE(events[0].contains("kind"));
+    REQUIRE(events[0]["attempts"].size() == 20);
+    CHECK(events[0]["attempts"][0]["attempt"] == 6);  // the oldest five made room
+    CHECK(events[0]["attempts"][19]["attempt"] == 25);
+    CHECK(journal.failingObjects().empty());
+}
+
 }  // namespace fluxrelay
