@@ -5,6 +5,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "storage/accept.hpp"
 #include "storage/completion.hpp"
 #include "storage/storage.hpp"
 
@@ -21,51 +22,9 @@ public:
         {
             std::lock_guard lock(mutex_);
             const auto now = Clock::now();
-            if (!request.idempotencyKey.empty()) {
-                if (!claimKey(request.idempotencyKey, now, request.idempotencyWindow)) {
-                    result.stored = true;
-                    result.duplicateEvent = true;
-                    complete(std::move(handler), std::move(result));
-                    return;
-                }
-            }
-            std::size_t newDeliveries = 0;
-            for (const auto& route : request.routes) {
-                newDeliveries += route.targets.size();
-            }
-            if (queued_ + newDeliveries > maxQueued_) {
-                result.error = "queue full: " + std::to_string(queued_) + " deliveries waiting";
-                complete(std::move(handler), std::move(result));
-                return;
-            }
-            GateState gates{gates_};
-            for (const auto& route : request.routes) {
-                if (auto why = applyDedupGates(route.dedup, gates, now, request.event->id)) {
-                    result.suppressed.push_back({route.name, std::move(*why)});
-                    continue;
-                }
-                for (const auto& target : route.targets) {
-                    if (coalesce(route, target)) {
-                        continue;
-                    }
-                    Delivery delivery{.id = ++lastId_,
-                                      .route = route.name,
-                                      .target = target,
-                                      .event = route.event,
-                                      .createdAt = now,
-                                      .nextAttemptAt = now + route.delay,
-                                      .lastError = {}};
-                    queues_[target].emplace(delivery.nextAttemptAt, delivery.id);
-                    if (!route.coalesceKey.empty()) {
-                        coalescing_[{route.coalesceKey, target}] = delivery.id;
-                    }
-                    deliveries_.emplace(delivery.id, std::move(delivery));
-                    ++queued_;
-                    woken.push_back(target);
-                }
-            }
+            Steps steps{*this, woken};
+            result = runAccept(request, steps, maxQueued_, now);
             pruneDedup(now);
-            result.stored = true;
         }
         notify(woken);
         complete(std::move(handler), std::move(result));
@@ -238,30 +197,44 @@ private:
         return true;
     }
 
-    // Dedup gate state, held in a map of its own so idempotency keys and gates never collide.
-    struct GateState final : DedupStateStore {
-        explicit GateState(std::unordered_map<std::string, Value>& values) : values(values) {}
+    // The accept sequence's steps over the maps; gate state is held apart from idempotency keys
+    // so the two never collide.
+    struct Steps final : AcceptSteps {
+        Steps(MemoryStorage& spool, std::vector<std::string>& woken) : spool(spool), woken(woken) {}
         std::optional<std::string> read(const std::string& key, TimePoint now) override {
-            const auto it = values.find(key);
-            if (it == values.end() || expired(it->second.expiry, now)) return std::nullopt;
+            const auto it = spool.gates_.find(key);
+            if (it == spool.gates_.end() || expired(it->second.expiry, now)) return std::nullopt;
             return it->second.value;
         }
         void put(const std::string& key, const std::string& value, TimePoint expiry) override {
-            values[key] = {value, expiry};
+            spool.gates_[key] = {value, expiry};
         }
-        void erase(const std::string& key) override { values.erase(key); }
-        std::unordered_map<std::string, Value>& values;
+        void erase(const std::string& key) override { spool.gates_.erase(key); }
+        bool idempotencyKeyHeld(const std::string& key, TimePoint now) override {
+            const auto it = spool.dedup_.find(key);
+            return it != spool.dedup_.end() && !expired(it->second, now);
+        }
+        void holdIdempotencyKey(const std::string& key, TimePoint expiry) override { spool.dedup_[key] = expiry; }
+        std::size_t deliveriesHeld() override { return spool.queued_; }
+        void enqueue(std::size_t, const AcceptRequest::Route& route, const std::string& target,
+                     TimePoint now) override {
+            if (spool.coalesce(route, target)) return;
+            Delivery delivery{.id = ++spool.lastId_,
+                              .route = route.name,
+                              .target = target,
+                              .event = route.event,
+                              .createdAt = now,
+                              .nextAttemptAt = now + route.delay,
+                              .lastError = {}};
+            spool.queues_[target].emplace(delivery.nextAttemptAt, delivery.id);
+            if (!route.coalesceKey.empty()) spool.coalescing_[{route.coalesceKey, target}] = delivery.id;
+            spool.deliveries_.emplace(delivery.id, std::move(delivery));
+            ++spool.queued_;
+            woken.push_back(target);
+        }
+        MemoryStorage& spool;
+        std::vector<std::string>& woken;
     };
-
-    // SET NX PX: true when the key was free (or expired) and is now held until now + window.
-    bool claimKey(const std::string& key, TimePoint now, Duration window) {
-        auto [it, fresh] = dedup_.try_emplace(key, now + window);
-        if (!fresh && !expired(it->second, now)) {
-            return false;
-        }
-        it->second = now + window;
-        return true;
-    }
 
     void pruneDedup(TimePoint now) {
         // Amortised: sweep only when the map has doubled since the last sweep.

@@ -45,6 +45,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "storage/accept.hpp"
 #include "storage/completion.hpp"
 #include "storage/redis_client.hpp"
 
@@ -268,42 +269,6 @@ struct PreparedAccept {
     std::vector<std::string> routeBodies;  // per route, its form of the event
 };
 
-// Gate state read inside the accept's WATCH; writes become commands of its MULTI.
-class GateState final : public DedupStateStore {
-public:
-    GateState(std::string prefix, std::map<std::string, std::optional<std::string>>& values,
-              std::vector<std::vector<std::string>>& writes, TimePoint now)
-        : prefix_(std::move(prefix)), values_(values), writes_(writes), now_(now) {}
-
-    std::string stored(const std::string& key) const { return prefix_ + "gate:" + key; }
-
-    std::optional<std::string> read(const std::string& key, TimePoint) override {
-        const auto it = values_.find(stored(key));
-        return it == values_.end() ? std::nullopt : it->second;
-    }
-    void put(const std::string& key, const std::string& value, TimePoint expiry) override {
-        if (expiry == TimePoint::max()) {
-            writes_.push_back({"SET", stored(key), value});
-        } else if (expiry <= now_) {
-            erase(key);
-            return;
-        } else {
-            writes_.push_back({"SET", stored(key), value, "PXAT", expiryMillis(expiry)});
-        }
-        values_[stored(key)] = value;
-    }
-    void erase(const std::string& key) override {
-        writes_.push_back({"DEL", stored(key)});
-        values_[stored(key)] = std::nullopt;
-    }
-
-private:
-    std::string prefix_;
-    std::map<std::string, std::optional<std::string>>& values_;
-    std::vector<std::vector<std::string>>& writes_;
-    TimePoint now_;
-};
-
 class RedisStorage final : public Storage {
 public:
     RedisStorage(const StorageConfig& config, RedisTuning tuning)
@@ -419,6 +384,92 @@ public:
     bool healthy() const override { return healthy_.load(); }
 
 private:
+    // The accept sequence's steps over what the accept's WATCH read: reads come from `values`,
+    // writes become commands of its MULTI.
+    class AcceptWrites final : public AcceptSteps {
+    public:
+        AcceptWrites(const RedisStorage& spool, const PreparedAccept& prepared,
+                     std::map<std::string, std::optional<std::string>>& values, std::uint64_t held,
+                     std::uint64_t nextId, std::vector<std::vector<std::string>>& writes, TimePoint now)
+            : spool_(spool), prepared_(prepared), values_(values), held_(held), nextId_(nextId), writes_(writes),
+              now_(now) {}
+
+        std::optional<std::string> read(const std::string& key, TimePoint) override { return values_[gate(key)]; }
+        void put(const std::string& key, const std::string& value, TimePoint expiry) override {
+            if (expiry == TimePoint::max()) {
+                writes_.push_back({"SET", gate(key), value});
+            } else if (expiry <= now_) {
+                erase(key);
+                return;
+            } else {
+                writes_.push_back({"SET", gate(key), value, "PXAT", expiryMillis(expiry)});
+            }
+            values_[gate(key)] = value;
+        }
+        void erase(const std::string& key) override {
+            writes_.push_back({"DEL", gate(key)});
+            values_[gate(key)] = std::nullopt;
+        }
+        bool idempotencyKeyHeld(const std::string& key, TimePoint) override {
+            return values_[spool_.key("idem", key)].has_value();
+        }
+        void holdIdempotencyKey(const std::string& key, TimePoint expiry) override {
+            writes_.push_back({"SET", spool_.key("idem", key), "1", "PXAT", expiryMillis(expiry)});
+        }
+        std::size_t deliveriesHeld() override { return held_; }
+        void enqueue(std::size_t routeIndex, const AcceptRequest::Route& route, const std::string& target,
+                     TimePoint now) override {
+            const std::string& body = prepared_.routeBodies[routeIndex];
+            const TimePoint due = now + route.delay;
+            std::string burst;
+            if (!route.coalesceKey.empty()) {
+                burst = spool_.coalesceKey(target, route.coalesceKey);
+                // A queued, not yet due delivery of the burst takes this event and keeps its time.
+                if (const auto& queued = values_[burst]) {
+                    writes_.push_back({"HSET", spool_.key("d", *queued), "event", body, "route", route.name});
+                    return;
+                }
+            }
+            const std::string id = std::to_string(nextId_++);
+            auto fields = command({"HSET", spool_.key("d", id), "route", route.name, "target", target, "event", body,
+                                   "attempts", "0", "created", nanos(now), "next", nanos(due), "score", micros(due),
+                                   "lastError", "", "state", "queued"});
+            if (!burst.empty()) {
+                fields.push_back("co");
+                fields.push_back(burst);
+            }
+            writes_.push_back(std::move(fields));
+            if (burst.empty() && route.delay.count() <= 0) {
+                writes_.push_back({"XADD", spool_.key("q", target), "*", "id", id});
+            } else {
+                writes_.push_back({"ZADD", spool_.key("due", target), micros(due), id});
+            }
+            if (!burst.empty()) {
+                // Expires long after its delivery fell due, should the promotion never come.
+                writes_.push_back({"SET", burst, id, "PXAT", expiryMillis(due + std::chrono::hours(24))});
+                values_[burst] = id;
+            }
+            writes_.push_back({"SADD", spool_.key("targets"), target});
+            ++created;
+            ++held_;
+            woken.push_back(target);
+        }
+
+        std::size_t created = 0;
+        std::vector<std::string> woken;
+
+    private:
+        std::string gate(const std::string& key) const { return spool_.key("gate", key); }
+
+        const RedisStorage& spool_;
+        const PreparedAccept& prepared_;
+        std::map<std::string, std::optional<std::string>>& values_;
+        std::uint64_t held_;
+        std::uint64_t nextId_;
+        std::vector<std::vector<std::string>>& writes_;
+        TimePoint now_;
+    };
+
     // A delivery this replica holds: where its stream entry is.
     struct Lease {
         std::string target;
@@ -517,69 +568,16 @@ private:
             const RedisReply& heldReply = replies[replies.size() - 2];
             const std::uint64_t held = heldReply.isNil() ? 0 : std::stoull(heldReply.text);
             const auto lastId = static_cast<std::uint64_t>(replies.back().integer);
-            std::uint64_t nextId = lastId - std::max<std::size_t>(newDeliveries, 1) + 1;
+            const std::uint64_t nextId = lastId - std::max<std::size_t>(newDeliveries, 1) + 1;
 
-            if (!idempotencyKey.empty() && values[idempotencyKey]) {
-                co_await unwatch(*tx);
-                co_return AcceptResult{.stored = true, .duplicateEvent = true};
-            }
-            if (held + newDeliveries > maxQueued_) {
-                co_await unwatch(*tx);
-                co_return AcceptResult{.stored = false,
-                                       .error = "queue full: " + std::to_string(held) + " deliveries waiting"};
-            }
-
-            AcceptResult result;
             std::vector<std::vector<std::string>> writes{{"MULTI"}};
-            if (!idempotencyKey.empty()) {
-                writes.push_back({"SET", idempotencyKey, "1", "PX", millis(request.idempotencyWindow)});
+            AcceptWrites steps(*this, *prepared, values, held, nextId, writes, now);
+            AcceptResult result = runAccept(request, steps, maxQueued_, now);
+            if (!result.stored || result.duplicateEvent) {
+                co_await unwatch(*tx);
+                co_return result;
             }
-            GateState gates(prefix_, values, writes, now);
-            std::vector<std::string> woken;
-            std::size_t created = 0;
-            for (std::size_t i = 0; i < request.routes.size(); ++i) {
-                const auto& route = request.routes[i];
-                if (auto why = applyDedupGates(route.dedup, gates, now, request.event->id)) {
-                    result.suppressed.push_back({route.name, std::move(*why)});
-                    continue;
-                }
-                const std::string& body = prepared->routeBodies[i];
-                const TimePoint due = now + route.delay;
-                for (const auto& target : route.targets) {
-                    std::string burst;
-                    if (!route.coalesceKey.empty()) {
-                        burst = coalesceKey(target, route.coalesceKey);
-                        // A queued, not yet due delivery of the burst takes this event and keeps its time.
-                        if (const auto& queued = values[burst]) {
-                            writes.push_back({"HSET", key("d", *queued), "event", body, "route", route.name});
-                            continue;
-                        }
-                    }
-                    const std::string id = std::to_string(nextId++);
-                    auto fields =
-                        command({"HSET",  key("d", id), "route",     route.name, "target",   target,  "event",
-                                 body,    "attempts",   "0",         "created",  nanos(now), "next",  nanos(due),
-                                 "score", micros(due),  "lastError", "",         "state",    "queued"});
-                    if (!burst.empty()) {
-                        fields.push_back("co");
-                        fields.push_back(burst);
-                    }
-                    writes.push_back(std::move(fields));
-                    if (burst.empty() && route.delay.count() <= 0) {
-                        writes.push_back({"XADD", key("q", target), "*", "id", id});
-                    } else {
-                        writes.push_back({"ZADD", key("due", target), micros(due), id});
-                    }
-                    if (!burst.empty()) {
-                        // Expires long after its delivery fell due, should the promotion never come.
-                        writes.push_back({"SET", burst, id, "PXAT", expiryMillis(due + std::chrono::hours(24))});
-                        values[burst] = id;
-                    }
-                    writes.push_back({"SADD", key("targets"), target});
-                    ++created;
-                    woken.push_back(target);
-                }
-            }
+            const std::size_t created = steps.created;
             if (created > 0) writes.push_back({"INCRBY", key("held"), std::to_string(created)});
             writes.push_back({"EXEC"});
             const auto committed = co_await tx->pipeline(std::move(writes));
@@ -589,8 +587,7 @@ private:
             for (const auto& reply : exec.elements) {
                 if (reply.isError()) spdlog::error("storage: redis: part of an accept failed: {}", reply.text);
             }
-            result.stored = true;
-            notify(std::move(woken));
+            notify(std::move(steps.woken));
             co_return result;
         }
         co_return AcceptResult{.stored = false,

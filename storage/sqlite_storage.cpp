@@ -1,5 +1,5 @@
-// The embedded durable spool (SPEC §8): SQLite in WAL mode, owned by one writer thread that
-// commits every queued request of a burst in one transaction (group commit).
+// The embedded durable spool: SQLite in WAL mode, owned by one writer thread that commits every
+// write queued during a burst in one transaction (group commit), then serves the reads.
 #include "storage/sqlite_storage.hpp"
 
 #include <sqlite3.h>
@@ -17,6 +17,8 @@
 #include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -26,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "storage/accept.hpp"
 #include "storage/completion.hpp"
 
 namespace fluxrelay {
@@ -238,8 +241,8 @@ private:
 
 // ---- Schema ------------------------------------------------------------------------------------
 
-// Version 1. Times are nanoseconds since the Unix epoch; `events` holds each event as received
-// (route NULL) and, where a route delivers it with its own metadata, that form too.
+// Version 1, as the first release wrote it: events and deliveries with a state column, attempts,
+// dedup keys. Kept so an empty database reaches the current version the way an old one does.
 void migrateToV1(Database& db) {
     db.exec(R"sql(
         CREATE TABLE events (
@@ -300,8 +303,73 @@ void migrateToV1(Database& db) {
     )sql");
 }
 
+// Version 2: a queue holding only work not yet done, shaped for the claim. Each delivery carries
+// its event's storage form, written once; a delivered one is deleted, a dead one moves to `dead`;
+// leases live in memory (they die with the process anyway). Dedup gates and idempotency keys
+// share one table without an expiry index: they are pruned lazily, a chunk at a time.
+// Times are nanoseconds since the Unix epoch.
+void migrateToV2(Database& db) {
+    db.exec(R"sql(
+        CREATE TABLE queue (
+            id INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            due INTEGER NOT NULL,
+            route TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            coalesce_key TEXT,
+            body BLOB NOT NULL
+        );
+        CREATE INDEX queue_due ON queue(target, due);
+        CREATE INDEX queue_coalescing ON queue(coalesce_key, target) WHERE coalesce_key IS NOT NULL;
+
+        CREATE TABLE dead (
+            id INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            route TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            due INTEGER NOT NULL,
+            last_error TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            dead_at INTEGER NOT NULL,
+            body BLOB NOT NULL
+        );
+        CREATE INDEX dead_by_age ON dead(dead_at);
+
+        CREATE TABLE dedup (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        -- Work not yet done; a v1 lease died with its process, so it is queued again.
+        INSERT INTO queue(id, target, due, route, attempts, created_at, last_error, coalesce_key, body)
+            SELECT d.id, d.target, d.next_attempt_at, d.route, d.attempts, d.created_at, d.last_error,
+                   CASE WHEN d.state = 'queued' THEN d.coalesce_key END, e.body
+            FROM deliveries d JOIN events e ON e.ref = d.event_ref
+            WHERE d.state IN ('queued', 'leased');
+        INSERT INTO dead(id, target, route, attempts, created_at, due, last_error, reason, dead_at, body)
+            SELECT d.id, d.target, d.route, d.attempts, d.created_at, d.next_attempt_at, d.last_error,
+                   COALESCE(d.dead_reason, d.last_error), COALESCE(d.settled_at, d.created_at), e.body
+            FROM deliveries d JOIN events e ON e.ref = d.event_ref
+            WHERE d.state = 'dead';
+        INSERT INTO dedup(key, value, expires_at)
+            SELECT 'idem:' || key, '', expires_at FROM dedup_keys;
+        INSERT INTO dedup(key, value, expires_at)
+            SELECT 'gate:' || substr(key, 12), value, COALESCE(expires_at, 9223372036854775807) FROM kv
+            WHERE substr(key, 1, 11) = 'dedup-gate:';
+        DELETE FROM kv WHERE substr(key, 1, 11) = 'dedup-gate:';
+        DROP TABLE attempts;
+        DROP TABLE deliveries;
+        DROP TABLE events;
+        DROP TABLE dedup_keys;
+    )sql");
+}
+
 // migrations[i] takes the schema from version i to i + 1; a new version is one more function.
-constexpr std::array<void (*)(Database&), 1> kMigrations = {&migrateToV1};
+constexpr std::array<void (*)(Database&), 2> kMigrations = {&migrateToV1, &migrateToV2};
 
 void migrate(Database& db) {
     const int version = std::stoi(db.pragmaText("PRAGMA user_version"));
@@ -323,79 +391,61 @@ void migrate(Database& db) {
     }
 }
 
-// Every statement the writer runs, prepared once per connection.
+// Every statement the spool runs, prepared once per connection.
 struct Statements {
     explicit Statements(sqlite3* db)
-        : insertEvent(db, "INSERT INTO events(id, route, received_at, body) VALUES(?1, ?2, ?3, ?4)"),
-          keyExpiry(db, "SELECT expires_at FROM dedup_keys WHERE key = ?1"),
-          holdKey(db, "INSERT OR REPLACE INTO dedup_keys(key, expires_at) VALUES(?1, ?2)"),
-          findCoalescing(db,
-                         "SELECT id FROM deliveries WHERE coalesce_key = ?1 AND target = ?2 AND state = 'queued' "
-                         "LIMIT 1"),
-          recoalesce(db, "UPDATE deliveries SET event_ref = ?2 WHERE id = ?1"),
-          insertDelivery(db,
-                         "INSERT INTO deliveries(event_ref, route, target, state, created_at, next_attempt_at, "
-                         "coalesce_key) VALUES(?1, ?2, ?3, 'queued', ?4, ?5, ?6)"),
-          selectDue(db,
-                    "SELECT d.id, d.route, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.event_ref, "
-                    "e.body FROM deliveries d JOIN events e ON e.ref = d.event_ref "
-                    "WHERE d.target = ?1 AND d.state = 'queued' AND d.next_attempt_at <= ?2 "
-                    "ORDER BY d.next_attempt_at, d.id LIMIT ?3"),
-          lease(db, "UPDATE deliveries SET state = 'leased', coalesce_key = NULL WHERE id = ?1"),
-          nextDue(db, "SELECT MIN(next_attempt_at) FROM deliveries WHERE target = ?1 AND state = 'queued'"),
-          quarantine(db,
-                     "UPDATE deliveries SET state = 'dead', coalesce_key = NULL, last_error = ?2, dead_reason = ?2, "
-                     "settled_at = ?3 WHERE id = ?1"),
-          settleDelivered(db,
-                          "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_error = ?2, "
-                          "settled_at = ?3 WHERE id = ?1 AND state = 'leased'"),
-          settleRetry(db,
-                      "UPDATE deliveries SET state = 'queued', attempts = attempts + 1, last_error = ?2, "
-                      "next_attempt_at = ?3 WHERE id = ?1 AND state = 'leased'"),
-          settleDead(db,
-                     "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2, "
-                     "dead_reason = ?2, settled_at = ?3 WHERE id = ?1 AND state = 'leased'"),
-          release(db, "UPDATE deliveries SET state = 'queued' WHERE id = ?1 AND state = 'leased'"),
-          insertAttempt(db, "INSERT INTO attempts(delivery_id, at, outcome, detail) VALUES(?1, ?2, ?3, ?4)"),
-          trimAttempts(db,
-                       "DELETE FROM attempts WHERE delivery_id = ?1 AND id <= (SELECT id FROM attempts "
-                       "WHERE delivery_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)"),
+        : insertDelivery(db,
+                         "INSERT INTO queue(id, target, due, route, created_at, coalesce_key, body) "
+                         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+          findCoalescing(db, "SELECT id FROM queue WHERE coalesce_key = ?1 AND target = ?2"),
+          recoalesce(db, "UPDATE queue SET body = ?2 WHERE id = ?1"),
+          // Walks the target's queue in due order; the claim skips what it holds leased.
+          queueOf(db,
+                  "SELECT id, due, route, attempts, created_at, last_error FROM queue WHERE target = ?1 "
+                  "ORDER BY due, id"),
+          bodyOf(db, "SELECT body FROM queue WHERE id = ?1"),
+          settleDelivered(db, "DELETE FROM queue WHERE id = ?1"),
+          settleRetry(db, "UPDATE queue SET attempts = attempts + 1, last_error = ?2, due = ?3 WHERE id = ?1"),
+          // ?4: 1 when the move counts as an attempt (a failed one), 0 for a record nobody can read.
+          moveToDead(db,
+                     "INSERT INTO dead(id, target, route, attempts, created_at, due, last_error, reason, dead_at, body) "
+                     "SELECT id, target, route, attempts + ?4, created_at, due, ?2, ?2, ?3, body FROM queue "
+                     "WHERE id = ?1"),
           selectDead(db,
-                     "SELECT d.id, d.route, d.target, d.attempts, d.created_at, d.next_attempt_at, d.last_error, "
-                     "d.dead_reason, d.settled_at, e.body FROM deliveries d JOIN events e ON e.ref = d.event_ref "
-                     "WHERE d.state = 'dead' ORDER BY d.settled_at DESC, d.id DESC LIMIT ?1"),
-          deadTarget(db, "SELECT target FROM deliveries WHERE id = ?1 AND state = 'dead'"),
+                     "SELECT id, route, target, attempts, created_at, due, last_error, reason, dead_at, body FROM dead "
+                     "ORDER BY dead_at DESC, id DESC LIMIT ?1"),
+          deadTarget(db, "SELECT target FROM dead WHERE id = ?1"),
+          // A replay is a fresh start: due now, no attempts, and a new maxAge.
           replay(db,
-                 "UPDATE deliveries SET state = 'queued', attempts = 0, created_at = ?2, next_attempt_at = ?2, "
-                 "settled_at = NULL, dead_reason = NULL WHERE id = ?1 AND state = 'dead'"),
+                 "INSERT INTO queue(id, target, due, route, attempts, created_at, last_error, body) "
+                 "SELECT id, target, ?2, route, 0, ?2, last_error, body FROM dead WHERE id = ?1"),
+          deleteDead(db, "DELETE FROM dead WHERE id = ?1"),
+          getKey(db, "SELECT value, expires_at FROM dedup WHERE key = ?1"),
+          putKey(db, "INSERT OR REPLACE INTO dedup(key, value, expires_at) VALUES(?1, ?2, ?3)"),
+          eraseKey(db, "DELETE FROM dedup WHERE key = ?1"),
           getValue(db, "SELECT value, expires_at FROM kv WHERE key = ?1"),
           putValue(db, "INSERT OR REPLACE INTO kv(key, value, expires_at) VALUES(?1, ?2, ?3)"),
           eraseValue(db, "DELETE FROM kv WHERE key = ?1"),
           probe(db, "INSERT OR REPLACE INTO probe(id, at) VALUES(1, ?1)"),
-          selectSettled(db,
-                        "SELECT id, state FROM deliveries WHERE state IN ('delivered', 'dead') AND settled_at < ?1 "
-                        "LIMIT ?2"),
-          deleteAttempts(db, "DELETE FROM attempts WHERE delivery_id = ?1"),
-          deleteDelivery(db, "DELETE FROM deliveries WHERE id = ?1"),
-          pruneEvents(db,
-                      "DELETE FROM events WHERE ref IN (SELECT ref FROM events e WHERE e.received_at < ?1 "
-                      "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_ref = e.ref) LIMIT ?2)"),
-          pruneKeys(db,
-                    "DELETE FROM dedup_keys WHERE key IN (SELECT key FROM dedup_keys WHERE expires_at <= ?1 LIMIT ?2)"),
+          pruneDead(db,
+                    "DELETE FROM dead WHERE id IN (SELECT id FROM dead WHERE dead_at < ?1 ORDER BY dead_at LIMIT ?2)"),
+          // Expired keys go a chunk of the key space at a time: the table has no expiry index, as
+          // every accept would pay for one.
+          keyChunkEnd(db, "SELECT key FROM dedup WHERE key > ?1 ORDER BY key LIMIT 1 OFFSET ?2"),
+          pruneKeys(db, "DELETE FROM dedup WHERE key > ?1 AND key <= ?2 AND expires_at <= ?3"),
+          pruneKeysToEnd(db, "DELETE FROM dedup WHERE key > ?1 AND expires_at <= ?2"),
           pruneValues(db, "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)"),
-          countUndelivered(db, "SELECT COUNT(*) FROM deliveries WHERE state IN ('queued', 'leased', 'dead')"),
-          recoverLeases(db, "UPDATE deliveries SET state = 'queued' WHERE state = 'leased'"),
+          countHeld(db, "SELECT (SELECT COUNT(*) FROM queue) + (SELECT COUNT(*) FROM dead)"),
+          lastId(db, "SELECT MAX(COALESCE((SELECT MAX(id) FROM queue), 0), COALESCE((SELECT MAX(id) FROM dead), 0))"),
           countByTarget(db,
-                        "SELECT target, SUM(state IN ('queued', 'leased')), SUM(state = 'dead') FROM deliveries "
-                        "WHERE state IN ('queued', 'leased', 'dead') GROUP BY target") {}
+                        "SELECT target, SUM(waiting), SUM(dead) FROM (SELECT target, 1 AS waiting, 0 AS dead FROM queue "
+                        "UNION ALL SELECT target, 0, 1 FROM dead) GROUP BY target") {}
 
-    Statement insertEvent, keyExpiry, holdKey, findCoalescing, recoalesce, insertDelivery;
-    Statement selectDue, lease, nextDue, quarantine;
-    Statement settleDelivered, settleRetry, settleDead, release, insertAttempt, trimAttempts;
-    Statement selectDead, deadTarget, replay;
-    Statement getValue, putValue, eraseValue, probe;
-    Statement selectSettled, deleteAttempts, deleteDelivery, pruneEvents, pruneKeys, pruneValues;
-    Statement countUndelivered, recoverLeases, countByTarget;
+    Statement insertDelivery, findCoalescing, recoalesce, queueOf, bodyOf;
+    Statement settleDelivered, settleRetry, moveToDead, selectDead, deadTarget, replay, deleteDead;
+    Statement getKey, putKey, eraseKey, getValue, putValue, eraseValue, probe;
+    Statement pruneDead, keyChunkEnd, pruneKeys, pruneKeysToEnd, pruneValues;
+    Statement countHeld, lastId, countByTarget;
 };
 
 fs::path createFolder(const fs::path& folder) {
@@ -425,23 +475,30 @@ struct Failure {
     bool storageFault = false;
 };
 
+// What a request does to the database, which decides where the writer runs it.
+enum class Access {
+    write,      // in the batch's transaction
+    refusable,  // a write that may be refused when too many wait: accepts and value writes;
+                // work the dispatcher already holds (settlements) never is
+    read,       // after the batch's transaction commits, outside it: claims, listings, value reads
+};
+
 // One request waiting for the writer.
 class Op {
 public:
-    explicit Op(bool refusable) : refusable_(refusable) {}
+    explicit Op(Access access) : access_(access) {}
     virtual ~Op() = default;
 
-    // Accepts and value writes may be refused when too many wait; work the dispatcher already
-    // holds (claims, settlements) never is.
-    bool refusable() const { return refusable_; }
-    // Runs inside the batch's transaction, on the writer thread; throws on failure.
+    bool refusable() const { return access_ == Access::refusable; }
+    bool reads() const { return access_ == Access::read; }
+    // Runs on the writer thread, inside the batch's transaction unless it reads(); throws on failure.
     virtual void apply() = 0;
     // Completes the caller's handler: with apply()'s result once committed (failure null), or
     // with the failure of its transaction or of its submission.
     virtual void finish(const Failure* failure) = 0;
 
 private:
-    bool refusable_;
+    Access access_;
 };
 
 // The completion signature of an operation with this result.
@@ -459,8 +516,8 @@ class BasicOp final : public Op {
 public:
     using Handler = boost::asio::any_completion_handler<typename Signature<Result>::type>;
 
-    BasicOp(bool refusable, Handler handler, Apply apply, Fail fail)
-        : Op(refusable), handler_(std::move(handler)), apply_(std::move(apply)), fail_(std::move(fail)) {}
+    BasicOp(Access access, Handler handler, Apply apply, Fail fail)
+        : Op(access), handler_(std::move(handler)), apply_(std::move(apply)), fail_(std::move(fail)) {}
 
     void apply() override {
         if constexpr (std::is_void_v<Result>) {
@@ -489,17 +546,22 @@ private:
 };
 
 template <class Result, class Handler, class Apply, class Fail>
-std::unique_ptr<Op> makeOp(bool refusable, Handler handler, Apply apply, Fail fail) {
-    return std::make_unique<BasicOp<Result, Apply, Fail>>(refusable, std::move(handler), std::move(apply),
+std::unique_ptr<Op> makeOp(Access access, Handler handler, Apply apply, Fail fail) {
+    return std::make_unique<BasicOp<Result, Apply, Fail>>(access, std::move(handler), std::move(apply),
                                                           std::move(fail));
 }
 
 // An accept request with its events already in storage form.
+// The storage form of each route's event, made on the caller's thread so the writer spends its
+// time on the disk only. Routes that deliver the same event share one body.
 struct PreparedAccept {
     AcceptRequest request;
-    std::string body;                      // the event as received
-    std::vector<std::string> routeBodies;  // per route, its form of the event; empty when the same
+    std::vector<std::string> routeBodies;  // per route
 };
+
+// Just-accepted events held for their first claim, so it need not parse them back from the
+// spool. Bounded: past the bound an event is parsed from its stored body, as after a restart.
+constexpr std::size_t kFreshEventsHeld = 1024;
 
 class SqliteStorageImpl final : public SqliteStorage {
 public:
@@ -512,13 +574,12 @@ public:
         tuning_.maxBatch = std::max<std::size_t>(tuning_.maxBatch, 1);
         try {
             connection_ = std::make_unique<Connection>(folder_, sync_);
-            // A lease dies with the process that took it. Its attempt may or may not have reached
-            // the target, so it is sent again: at-least-once.
-            const int recovered = Query(statements().recoverLeases).run();
-            if (recovered > 0) {
-                spdlog::info("storage: {} deliveries in flight at the last stop are queued again", recovered);
+            loadCounters();
+            if (view_.undelivered > 0) {
+                // A lease dies with the process that took it. Its attempt may or may not have
+                // reached the target, so it is sent again: at-least-once.
+                spdlog::info("storage: {} deliveries waiting or dead from the last run", view_.undelivered);
             }
-            view_.undelivered = countUndelivered();
         } catch (const std::exception& error) {
             throw std::runtime_error("storage " + folder_.string() + ": " + error.what());
         }
@@ -543,7 +604,7 @@ public:
             return;
         }
         submit(makeOp<AcceptResult>(
-            true, std::move(handler),
+            Access::refusable, std::move(handler),
             [this, prepared = std::get<PreparedAccept>(std::move(prepared))] { return doAccept(prepared); },
             [](const Failure& failure) { return AcceptResult{.stored = false, .error = failure.text}; }));
     }
@@ -551,7 +612,7 @@ public:
     void claim(std::string target, std::size_t max, TimePoint now,
                boost::asio::any_completion_handler<void(Claim)> handler) override {
         submit(makeOp<Claim>(
-            false, std::move(handler),
+            Access::read, std::move(handler),
             [this, target = std::move(target), max, now] { return doClaim(target, max, now); },
             // Ask again once the disk may work again, rather than sleep until new work arrives.
             [this](const Failure&) {
@@ -562,49 +623,57 @@ public:
     void settle(std::vector<Settlement> settlements, boost::asio::any_completion_handler<void()> handler) override {
         auto kept = settlements;
         submit(makeOp<void>(
-            false, std::move(handler),
-            [this, settlements = std::move(settlements)] { applySettlements(settlements, Clock::now()); },
+            Access::write, std::move(handler),
+            [this, settlements = std::move(settlements)] { applySettlements(settlements); },
             [this, kept = std::move(kept)](const Failure& failure) { holdBack(kept, failure); }));
     }
 
     void deadLetters(std::size_t limit,
                      boost::asio::any_completion_handler<void(std::vector<DeadLetter>)> handler) override {
         submit(makeOp<std::vector<DeadLetter>>(
-            false, std::move(handler), [this, limit] { return doDeadLetters(limit); },
+            Access::read, std::move(handler), [this, limit] { return doDeadLetters(limit); },
             [](const Failure&) { return std::vector<DeadLetter>(); }));
     }
 
     void replay(std::uint64_t deliveryId, boost::asio::any_completion_handler<void(bool)> handler) override {
         submit(makeOp<bool>(
-            false, std::move(handler), [this, deliveryId] { return doReplay(deliveryId); },
+            Access::write, std::move(handler), [this, deliveryId] { return doReplay(deliveryId); },
             [](const Failure&) { return false; }));
     }
 
     void getValue(std::string key,
                   boost::asio::any_completion_handler<void(std::optional<std::string>)> handler) override {
         submit(makeOp<std::optional<std::string>>(
-            false, std::move(handler), [this, key = std::move(key)] { return doGetValue(key); },
+            Access::read, std::move(handler),
+            [this, key = std::move(key)] { return readExpiring(statements().getValue, key, Clock::now()); },
             [](const Failure&) { return std::optional<std::string>(); }));
     }
 
     void putValue(std::string key, std::string value, Duration ttl,
                   boost::asio::any_completion_handler<void(bool)> handler) override {
         submit(makeOp<bool>(
-            true, std::move(handler),
-            [this, key = std::move(key), value = std::move(value), ttl] { return doPutValue(key, value, ttl); },
+            Access::refusable, std::move(handler),
+            [this, key = std::move(key), value = std::move(value), ttl] {
+                std::optional<std::int64_t> expiry;
+                if (ttl.count() > 0) {
+                    expiry = toNanos(Clock::now() + ttl);
+                }
+                Query(statements().putValue).bind(1, key).bind(2, value).bind(3, expiry).run();
+                return true;
+            },
             [](const Failure&) { return false; }));
     }
 
     void eraseValue(std::string key, boost::asio::any_completion_handler<void()> handler) override {
         submit(makeOp<void>(
-            false, std::move(handler),
+            Access::write, std::move(handler),
             [this, key = std::move(key)] { Query(statements().eraseValue).bind(1, key).run(); },
             [](const Failure& failure) { spdlog::warn("storage: a value was not erased: {}", failure.text); }));
     }
 
     void counts(boost::asio::any_completion_handler<void(std::vector<TargetCounts>)> handler) override {
         submit(makeOp<std::vector<TargetCounts>>(
-            false, std::move(handler), [this] { return doCounts(); },
+            Access::read, std::move(handler), [this] { return doCounts(); },
             [](const Failure&) { return std::vector<TargetCounts>(); }));
     }
 
@@ -620,35 +689,32 @@ public:
 private:
     using SteadyClock = std::chrono::steady_clock;
 
-    // What the writer knows beyond the database, restored with it when a transaction rolls back.
+    // What the writer knows beyond the database and changes inside a transaction: restored when
+    // it rolls back; the pending parts are applied once it commits.
     struct View {
         std::size_t undelivered = 0;        // queued, leased and dead deliveries: the bounded work
         std::vector<std::string> woken;     // targets with new due work, told after the commit
         std::vector<Settlement> unsettled;  // settlements a failed transaction did not record
+        std::vector<std::int64_t> unleased;                    // leases the transaction ended
+        std::vector<std::pair<std::int64_t, EventPtr>> fresh;  // events it queued, for their claim
     };
 
     // ---- Caller side ---------------------------------------------------------------------------
 
-    // Serialises on the caller's thread, so the writer spends its time on the disk only.
     static std::variant<PreparedAccept, std::string> prepareAccept(AcceptRequest request) {
         if (!request.event) {
             return std::string("no event to store");
         }
         try {
             PreparedAccept prepared;
-            prepared.body = toStorageJson(*request.event).dump();
-            for (const auto& route : request.routes) {
+            for (std::size_t i = 0; i < request.routes.size(); ++i) {
+                const auto& route = request.routes[i];
                 if (!route.event) {
                     return "route " + route.name + " has no event to store";
                 }
-                std::string body;
-                if (route.event != request.event) {
-                    body = toStorageJson(*route.event).dump();
-                    if (body == prepared.body) {
-                        body.clear();
-                    }
-                }
-                prepared.routeBodies.push_back(std::move(body));
+                const bool sameAsBefore = i > 0 && route.event == request.routes[i - 1].event;
+                prepared.routeBodies.push_back(sameAsBefore ? prepared.routeBodies.back()
+                                                            : toStorageJson(*route.event).dump());
             }
             prepared.request = std::move(request);
             return prepared;
@@ -676,8 +742,14 @@ private:
             ++waiting_;
         }
         queue_.push_back(std::move(op));
+        // A busy writer takes everything queued when it finishes its batch: only an idle one
+        // needs waking, so a burst costs one wake, not one per request.
+        const bool wake = writerIdle_;
+        writerIdle_ = false;
         lock.unlock();
-        wake_.notify_one();
+        if (wake) {
+            wake_.notify_one();
+        }
     }
 
     // ---- Writer thread -------------------------------------------------------------------------
@@ -685,7 +757,9 @@ private:
     void writerLoop() {
         std::unique_lock lock(mutex_);
         for (;;) {
+            writerIdle_ = true;
             wake_.wait_until(lock, nextTimer(), [this] { return stopping_ || !queue_.empty(); });
+            writerIdle_ = false;
             std::vector<std::unique_ptr<Op>> batch;
             while (!queue_.empty() && batch.size() < tuning_.maxBatch) {
                 if (queue_.front()->refusable()) {
@@ -704,7 +778,7 @@ private:
                     if (tuning_.beforeBatch) {
                         tuning_.beforeBatch();
                     }
-                    commit(batch);
+                    run(batch);
                 }
                 runTimers();
             } catch (const std::exception& error) {
@@ -714,7 +788,7 @@ private:
             }
             lock.lock();
         }
-        // Last chance for settlements a failure held back; should it fail too, their leased rows
+        // Last chance for settlements a failure held back; should it fail too, their deliveries
         // are queued again at the next start.
         if (!view_.unsettled.empty()) {
             Failure failure;
@@ -725,39 +799,66 @@ private:
 
     SteadyClock::time_point nextTimer() const { return healthy_ ? nextPrune_ : nextProbe_; }
 
-    // Group commit: the whole batch is one transaction, so a burst costs one sync. Should one
-    // request be at fault (not the storage), each is retried alone so only that one fails.
-    void commit(const std::vector<std::unique_ptr<Op>>& ops) {
-        Failure failure;
-        if (transact(
-                [&] {
-                    for (const auto& op : ops) {
-                        op->apply();
-                    }
-                },
-                failure)) {
-            for (const auto& op : ops) {
-                op->finish(nullptr);
-            }
-            return;
+    // The batch's writes commit first, as one transaction; its reads then see them.
+    void run(std::vector<std::unique_ptr<Op>>& batch) {
+        const auto reads = std::stable_partition(batch.begin(), batch.end(), [](const auto& op) { return !op->reads(); });
+        if (reads != batch.begin()) {
+            commit(batch.begin(), reads);
         }
-        if (!failure.storageFault && ops.size() > 1) {
-            spdlog::warn("storage: a batch of {} requests failed ({}); retrying them one by one", ops.size(),
-                         failure.text);
-            for (const auto& op : ops) {
-                commitOne(*op);
-            }
-            return;
-        }
-        for (const auto& op : ops) {
-            op->finish(&failure);
+        for (auto op = reads; op != batch.end(); ++op) {
+            read(**op);
         }
     }
 
-    void commitOne(Op& op) {
+    // Group commit: the writes are one transaction, so a burst costs one sync. Should one request
+    // be at fault (not the storage), each is retried alone so only that one fails.
+    using OpIterator = std::vector<std::unique_ptr<Op>>::iterator;
+    void commit(OpIterator begin, OpIterator end) {
         Failure failure;
-        const bool committed = transact([&] { op.apply(); }, failure);
-        op.finish(committed ? nullptr : &failure);
+        if (transact(
+                [&] {
+                    for (auto op = begin; op != end; ++op) {
+                        (*op)->apply();
+                    }
+                },
+                failure)) {
+            for (auto op = begin; op != end; ++op) {
+                (*op)->finish(nullptr);
+            }
+            return;
+        }
+        if (!failure.storageFault && end - begin > 1) {
+            spdlog::warn("storage: a batch of {} requests failed ({}); retrying them one by one", end - begin,
+                         failure.text);
+            for (auto op = begin; op != end; ++op) {
+                Failure own;
+                const bool committed = transact([&] { (*op)->apply(); }, own);
+                (*op)->finish(committed ? nullptr : &own);
+            }
+            return;
+        }
+        for (auto op = begin; op != end; ++op) {
+            (*op)->finish(&failure);
+        }
+    }
+
+    void read(Op& op) {
+        try {
+            if (!connection_) {
+                throw SqliteError(SQLITE_CANTOPEN, "the database is not open: " + openError_);
+            }
+            op.apply();
+        } catch (const std::exception& error) {
+            const auto* sqlite = dynamic_cast<const SqliteError*>(&error);
+            Failure failure{error.what(), sqlite && isStorageFault(sqlite->code())};
+            if (failure.storageFault) {
+                failure.text = "storage unavailable: " + failure.text;
+                markUnhealthy(failure.text);
+            }
+            op.finish(&failure);
+            return;
+        }
+        op.finish(nullptr);
     }
 
     // Runs `body` in one write transaction; on any failure everything it did is rolled back, in
@@ -780,11 +881,12 @@ private:
                 Query(statements().probe).bind(1, toNanos(Clock::now())).run();
             }
             if (!view_.unsettled.empty()) {
-                applySettlements(std::exchange(view_.unsettled, {}), Clock::now());
+                applySettlements(std::exchange(view_.unsettled, {}));
             }
             body();
             connection_->db.exec("COMMIT");
             ++transactions_;
+            committed();
             markHealthy();
             notify();
             return true;
@@ -809,6 +911,20 @@ private:
         return false;
     }
 
+    // What a committed transaction changed beyond the database.
+    void committed() {
+        for (const auto id : view_.unleased) {
+            leased_.erase(id);
+        }
+        view_.unleased.clear();
+        for (auto& [id, event] : view_.fresh) {
+            if (fresh_.size() < kFreshEventsHeld || fresh_.contains(id)) {
+                fresh_[id] = std::move(event);
+            }
+        }
+        view_.fresh.clear();
+    }
+
     void markHealthy() {
         if (!healthy_.exchange(true)) {
             spdlog::info("storage: available again");
@@ -828,11 +944,18 @@ private:
         connection_.reset();
         try {
             connection_ = std::make_unique<Connection>(folder_, sync_);
-            view_.undelivered = countUndelivered();
+            loadCounters();
             spdlog::warn("storage: reopened {} after the database file went away", folder_.string());
         } catch (const std::exception& error) {
             openError_ = error.what();
         }
+    }
+
+    void loadCounters() {
+        view_.undelivered = static_cast<std::size_t>(single(statements().countHeld));
+        lastId_ = single(statements().lastId);
+        leased_.clear();
+        fresh_.clear();
     }
 
     void runTimers() {
@@ -889,176 +1012,191 @@ private:
 
     Statements& statements() { return *connection_->statements; }
 
-    // ---- Operations, inside a transaction --------------------------------------------------------
+    // ---- Operations ------------------------------------------------------------------------------
+
+    // The accept sequence's steps over this database, inside the batch's transaction.
+    class Steps final : public AcceptSteps {
+    public:
+        Steps(SqliteStorageImpl& spool, const PreparedAccept& prepared) : spool_(spool), prepared_(prepared) {}
+
+        std::optional<std::string> read(const std::string& key, TimePoint now) override {
+            return spool_.readExpiring(spool_.statements().getKey, "gate:" + key, now);
+        }
+        void put(const std::string& key, const std::string& value, TimePoint expiry) override {
+            spool_.putKey("gate:" + key, value, expiry);
+        }
+        void erase(const std::string& key) override {
+            Query(spool_.statements().eraseKey).bind(1, "gate:" + key).run();
+        }
+        bool idempotencyKeyHeld(const std::string& key, TimePoint now) override {
+            return spool_.readExpiring(spool_.statements().getKey, "idem:" + key, now).has_value();
+        }
+        void holdIdempotencyKey(const std::string& key, TimePoint expiry) override {
+            spool_.putKey("idem:" + key, "", expiry);
+        }
+        std::size_t deliveriesHeld() override { return spool_.view_.undelivered; }
+        void enqueue(std::size_t routeIndex, const AcceptRequest::Route& route, const std::string& target,
+                     TimePoint now) override {
+            const std::string& body = prepared_.routeBodies[routeIndex];
+            if (!route.coalesceKey.empty()) {
+                if (const auto queued = spool_.unclaimedOfBurst(route.coalesceKey, target)) {
+                    // It takes the newer event and keeps its due time.
+                    Query(spool_.statements().recoalesce).bind(1, *queued).bind(2, body).run();
+                    spool_.view_.fresh.emplace_back(*queued, route.event);
+                    return;
+                }
+            }
+            const std::int64_t id = ++spool_.lastId_;
+            Query insert(spool_.statements().insertDelivery);
+            insert.bind(1, id).bind(2, target).bind(3, toNanos(now + route.delay)).bind(4, route.name);
+            insert.bind(5, toNanos(now)).bind(7, body);
+            if (route.coalesceKey.empty()) {
+                insert.bindNull(6);
+            } else {
+                insert.bind(6, route.coalesceKey);
+            }
+            insert.run();
+            ++spool_.view_.undelivered;
+            spool_.view_.woken.push_back(target);
+            spool_.view_.fresh.emplace_back(id, route.event);
+        }
+
+    private:
+        SqliteStorageImpl& spool_;
+        const PreparedAccept& prepared_;
+    };
 
     AcceptResult doAccept(const PreparedAccept& prepared) {
-        const AcceptRequest& request = prepared.request;
-        const auto now = Clock::now();
-        AcceptResult result;
-        if (!request.idempotencyKey.empty() && keyHeld(request.idempotencyKey, now)) {
-            result.stored = true;
-            result.duplicateEvent = true;
-            return result;
-        }
-        std::size_t newDeliveries = 0;
-        for (const auto& route : request.routes) {
-            newDeliveries += route.targets.size();
-        }
-        if (view_.undelivered + newDeliveries > maxQueued_) {
-            result.error = "queue full: " + std::to_string(view_.undelivered) + " deliveries waiting";
-            return result;
-        }
-        if (!request.idempotencyKey.empty()) {
-            holdKey(request.idempotencyKey, now + request.idempotencyWindow);
-        }
-        const std::int64_t eventRef = insertEvent(*request.event, nullptr, prepared.body);
-        GateState gates{*this};
-        for (std::size_t i = 0; i < request.routes.size(); ++i) {
-            const auto& route = request.routes[i];
-            if (auto why = applyDedupGates(route.dedup, gates, now, request.event->id)) {
-                result.suppressed.push_back({route.name, std::move(*why)});
-                continue;
+        Steps steps(*this, prepared);
+        return runAccept(prepared.request, steps, maxQueued_, Clock::now());
+    }
+
+    // The queued delivery of a debounced burst that no worker holds yet.
+    std::optional<std::int64_t> unclaimedOfBurst(const std::string& coalesceKey, const std::string& target) {
+        Query find(statements().findCoalescing);
+        find.bind(1, coalesceKey).bind(2, target);
+        while (find.step()) {
+            if (!leased_.contains(find.integer(0))) {
+                return find.integer(0);
             }
-            std::optional<std::int64_t> routeRef;  // this route's form of the event, stored when first needed
-            const auto ref = [&] {
-                if (prepared.routeBodies[i].empty()) {
-                    return eventRef;
+        }
+        return std::nullopt;
+    }
+
+    // Reads no more than it claims: the target's queue in due order, past the deliveries it holds
+    // leased, up to the first it does not take.
+    Claim doClaim(const std::string& target, std::size_t max, TimePoint now) {
+        Claim claim;
+        std::vector<std::int64_t> unreadable;
+        {
+            Query queue(statements().queueOf);
+            queue.bind(1, target);
+            while (queue.step()) {
+                const std::int64_t id = queue.integer(0);
+                if (leased_.contains(id)) {
+                    continue;
                 }
-                if (!routeRef) {
-                    routeRef = insertEvent(*route.event, &route.name, prepared.routeBodies[i]);
+                const std::int64_t due = queue.integer(1);
+                if (claim.deliveries.size() >= max || due > toNanos(now)) {
+                    claim.nextDue = fromNanos(due);
+                    break;
                 }
-                return *routeRef;
-            };
-            for (const auto& target : route.targets) {
-                if (!route.coalesceKey.empty()) {
-                    // A queued, unclaimed delivery of the same burst takes the newer event and keeps its due time.
-                    Query find(statements().findCoalescing);
-                    find.bind(1, route.coalesceKey).bind(2, target);
-                    if (find.step()) {
-                        Query(statements().recoalesce).bind(1, find.integer(0)).bind(2, ref()).run();
+                EventPtr event = takeFresh(id);
+                if (!event) {
+                    try {
+                        event = parseStored(statements().bodyOf, id);
+                    } catch (const std::exception& error) {
+                        spdlog::error("storage: delivery {}: unreadable event record: {}", id, error.what());
+                        unreadable.push_back(id);
                         continue;
                     }
                 }
-                Query insert(statements().insertDelivery);
-                insert.bind(1, ref())
-                    .bind(2, route.name)
-                    .bind(3, target)
-                    .bind(4, toNanos(now))
-                    .bind(5, toNanos(now + route.delay));
-                if (route.coalesceKey.empty()) {
-                    insert.bindNull(6);
-                } else {
-                    insert.bind(6, route.coalesceKey);
-                }
-                insert.run();
-                ++view_.undelivered;
-                view_.woken.push_back(target);
+                leased_.insert(id);
+                claim.deliveries.push_back(Delivery{.id = static_cast<std::uint64_t>(id),
+                                                    .route = queue.text(2),
+                                                    .target = target,
+                                                    .event = std::move(event),
+                                                    .attempts = static_cast<int>(queue.integer(3)),
+                                                    .createdAt = fromNanos(queue.integer(4)),
+                                                    .nextAttemptAt = fromNanos(due),
+                                                    .lastError = queue.text(5)});
             }
         }
-        result.stored = true;
-        return result;
-    }
-
-    Claim doClaim(const std::string& target, std::size_t max, TimePoint now) {
-        struct Row {
-            std::int64_t id;
-            std::string route;
-            std::int64_t attempts;
-            std::int64_t createdAt;
-            std::int64_t nextAttemptAt;
-            std::string lastError;
-            std::int64_t eventRef;
-            std::string body;
-        };
-        std::vector<Row> rows;
-        {
-            Query due(statements().selectDue);
-            due.bind(1, target).bind(2, toNanos(now)).bind(3, toLimit(max));
-            while (due.step()) {
-                rows.push_back({due.integer(0), due.text(1), due.integer(2), due.integer(3), due.integer(4),
-                                due.text(5), due.integer(6), due.text(7)});
-            }
-        }
-        Claim claim;
-        std::map<std::int64_t, EventPtr> events;  // deliveries of one event share one parsed copy
-        for (auto& row : rows) {
-            EventPtr& event = events[row.eventRef];
-            if (!event) {
-                try {
-                    event = std::make_shared<const Event>(fromStorageJson(nlohmann::json::parse(row.body)));
-                } catch (const std::exception& error) {
-                    // A record nobody can read would be claimed forever: it becomes a dead letter.
-                    const std::string reason = std::string("unreadable event record: ") + error.what();
-                    spdlog::error("storage: delivery {}: {}", row.id, reason);
-                    Query(statements().quarantine).bind(1, row.id).bind(2, reason).bind(3, toNanos(Clock::now())).run();
-                    events.erase(row.eventRef);
-                    continue;
-                }
-            }
-            Query(statements().lease).bind(1, row.id).run();
-            claim.deliveries.push_back(Delivery{.id = static_cast<std::uint64_t>(row.id),
-                                                .route = std::move(row.route),
-                                                .target = target,
-                                                .event = event,
-                                                .attempts = static_cast<int>(row.attempts),
-                                                .createdAt = fromNanos(row.createdAt),
-                                                .nextAttemptAt = fromNanos(row.nextAttemptAt),
-                                                .lastError = std::move(row.lastError)});
-        }
-        Query next(statements().nextDue);
-        next.bind(1, target);
-        if (next.step() && !next.isNull(0)) {
-            claim.nextDue = fromNanos(next.integer(0));
+        if (!unreadable.empty()) {
+            quarantine(unreadable);
         }
         return claim;
     }
 
-    void applySettlements(const std::vector<Settlement>& settlements, TimePoint now) {
+    // A record nobody can read would be claimed forever: it becomes a dead letter.
+    void quarantine(const std::vector<std::int64_t>& ids) {
+        Failure failure;
+        transact(
+            [&] {
+                for (const auto id : ids) {
+                    moveToDead(id, "unreadable event record", false);
+                }
+            },
+            failure);
+    }
+
+    EventPtr takeFresh(std::int64_t id) {
+        const auto it = fresh_.find(id);
+        if (it == fresh_.end()) {
+            return nullptr;
+        }
+        EventPtr event = std::move(it->second);
+        fresh_.erase(it);
+        return event;
+    }
+
+    // The event in the `body` column of the one row `statement` selects for `id`.
+    static EventPtr parseStored(const Statement& statement, std::int64_t id) {
+        Query row(statement);
+        row.bind(1, id);
+        if (!row.step()) {
+            throw std::runtime_error("no such delivery");
+        }
+        return std::make_shared<const Event>(fromStorageJson(nlohmann::json::parse(row.text(0))));
+    }
+
+    void moveToDead(std::int64_t id, const std::string& reason, bool attempted) {
+        Query(statements().moveToDead)
+            .bind(1, id)
+            .bind(2, reason)
+            .bind(3, toNanos(Clock::now()))
+            .bind(4, std::int64_t{attempted ? 1 : 0})
+            .run();
+        Query(statements().settleDelivered).bind(1, id).run();
+        fresh_.erase(id);
+    }
+
+    void applySettlements(const std::vector<Settlement>& settlements) {
         for (const auto& settlement : settlements) {
             const auto id = static_cast<std::int64_t>(settlement.deliveryId);
-            std::string_view outcome;
-            int changed = 0;
+            if (!leased_.contains(id)) {
+                continue;  // not held: settled already, or leased before a restart
+            }
             switch (settlement.kind) {
                 case SettleKind::delivered:
-                    changed = Query(statements().settleDelivered)
-                                  .bind(1, id)
-                                  .bind(2, settlement.error)
-                                  .bind(3, toNanos(now))
-                                  .run();
-                    view_.undelivered -= static_cast<std::size_t>(changed);
-                    outcome = "delivered";
+                    view_.undelivered -= static_cast<std::size_t>(Query(statements().settleDelivered).bind(1, id).run());
                     break;
                 case SettleKind::retry:
-                    changed = Query(statements().settleRetry)
-                                  .bind(1, id)
-                                  .bind(2, settlement.error)
-                                  .bind(3, toNanos(settlement.nextAttemptAt))
-                                  .run();
-                    outcome = "retry";
+                    Query(statements().settleRetry)
+                        .bind(1, id)
+                        .bind(2, settlement.error)
+                        .bind(3, toNanos(settlement.nextAttemptAt))
+                        .run();
                     break;
                 case SettleKind::dead:
                     // Dead letters stay counted against the bound: they are held until replayed.
-                    changed = Query(statements().settleDead)
-                                  .bind(1, id)
-                                  .bind(2, settlement.error)
-                                  .bind(3, toNanos(now))
-                                  .run();
-                    outcome = "dead";
+                    moveToDead(id, settlement.error, true);
                     break;
                 case SettleKind::release:
-                    // Not attempted: back to the queue as it was, with no attempt to remember.
-                    Query(statements().release).bind(1, id).run();
+                    // Not attempted: back to the queue as it was, which the database never left.
                     break;
             }
-            if (changed > 0) {
-                Query(statements().insertAttempt)
-                    .bind(1, id)
-                    .bind(2, toNanos(now))
-                    .bind(3, outcome)
-                    .bind(4, settlement.error)
-                    .run();
-                Query(statements().trimAttempts).bind(1, id).bind(2, toLimit(tuning_.attemptsKept)).run();
-            }
+            view_.unleased.push_back(id);
         }
     }
 
@@ -1100,106 +1238,64 @@ private:
             }
             target = find.text(0);
         }
-        // A replay is a fresh start: due now, no attempts, and a new maxAge.
         Query(statements().replay).bind(1, id).bind(2, toNanos(Clock::now())).run();
+        Query(statements().deleteDead).bind(1, id).run();
         view_.woken.push_back(std::move(target));
         return true;
     }
 
-    std::optional<std::string> doGetValue(const std::string& key) {
-        Query get(statements().getValue);
+    // The value of a (value, expires_at) row, unless it has expired; a NULL expiry never does.
+    std::optional<std::string> readExpiring(const Statement& statement, const std::string& key, TimePoint now) {
+        Query get(statement);
         get.bind(1, key);
-        if (get.step() && (get.isNull(1) || get.integer(1) > toNanos(Clock::now()))) {
+        if (get.step() && (get.isNull(1) || get.integer(1) > toNanos(now))) {
             return get.text(0);
         }
         return std::nullopt;
     }
 
-    bool doPutValue(const std::string& key, const std::string& value, Duration ttl) {
-        std::optional<std::int64_t> expiry;
-        if (ttl.count() > 0) {
-            expiry = toNanos(Clock::now() + ttl);
-        }
-        Query(statements().putValue).bind(1, key).bind(2, value).bind(3, expiry).run();
-        return true;
+    void putKey(const std::string& key, const std::string& value, TimePoint expiry) {
+        Query(statements().putKey).bind(1, key).bind(2, value).bind(3, toNanos(expiry)).run();
     }
 
-    // Removes delivered and dead rows older than the retention, events nothing refers to any
-    // more, and expired keys and values. True when there is more to remove.
+    // Removes dead letters older than the retention, a chunk of expired dedup keys, and expired
+    // values. True when there is more to remove.
     bool prune() {
         bool more = false;
         Failure failure;
         transact(
             [&] {
                 const auto now = Clock::now();
-                const std::int64_t cutoff = toNanos(now - retention_);
-                std::vector<std::pair<std::int64_t, bool>> settled;  // id, dead
-                {
-                    Query select(statements().selectSettled);
-                    select.bind(1, cutoff).bind(2, kPruneChunk);
-                    while (select.step()) {
-                        settled.emplace_back(select.integer(0), select.text(1) == "dead");
-                    }
-                }
-                for (const auto& [id, dead] : settled) {
-                    Query(statements().deleteAttempts).bind(1, id).run();
-                    Query(statements().deleteDelivery).bind(1, id).run();
-                    if (dead) {
-                        --view_.undelivered;
-                    }
-                }
-                const int events = Query(statements().pruneEvents).bind(1, cutoff).bind(2, kPruneChunk).run();
-                const int keys = Query(statements().pruneKeys).bind(1, toNanos(now)).bind(2, kPruneChunk).run();
+                const int dead =
+                    Query(statements().pruneDead).bind(1, toNanos(now - retention_)).bind(2, kPruneChunk).run();
+                view_.undelivered -= static_cast<std::size_t>(dead);
+                const bool moreKeys = pruneKeyChunk(now);
                 const int values = Query(statements().pruneValues).bind(1, toNanos(now)).bind(2, kPruneChunk).run();
-                more = static_cast<std::int64_t>(settled.size()) == kPruneChunk || events == kPruneChunk ||
-                       keys == kPruneChunk || values == kPruneChunk;
+                more = dead == kPruneChunk || moreKeys || values == kPruneChunk;
             },
             failure);
         return more;
     }
 
-    // ---- Row helpers -----------------------------------------------------------------------------
-
-    // Dedup gate state lives in the kv table under a prefix of its own, written in the accept's
-    // transaction.
-    struct GateState final : DedupStateStore {
-        explicit GateState(SqliteStorageImpl& storage) : storage(storage) {}
-        std::optional<std::string> read(const std::string& key, TimePoint now) override {
-            Query get(storage.statements().getValue);
-            get.bind(1, stored(key));
-            if (get.step() && (get.isNull(1) || get.integer(1) > toNanos(now))) return get.text(0);
-            return std::nullopt;
+    // Expired keys in the next chunk of the key space after the cursor; true until the sweep
+    // reaches the end, where it starts over.
+    bool pruneKeyChunk(TimePoint now) {
+        std::optional<std::string> chunkEnd;
+        {
+            Query end(statements().keyChunkEnd);
+            end.bind(1, keyCursor_).bind(2, kPruneChunk - 1);
+            if (end.step()) {
+                chunkEnd = end.text(0);
+            }
         }
-        void put(const std::string& key, const std::string& value, TimePoint expiry) override {
-            Query(storage.statements().putValue).bind(1, stored(key)).bind(2, value).bind(3, toNanos(expiry)).run();
+        if (!chunkEnd) {
+            Query(statements().pruneKeysToEnd).bind(1, keyCursor_).bind(2, toNanos(now)).run();
+            keyCursor_.clear();
+            return false;
         }
-        void erase(const std::string& key) override {
-            Query(storage.statements().eraseValue).bind(1, stored(key)).run();
-        }
-        static std::string stored(const std::string& key) { return "dedup-gate:" + key; }
-        SqliteStorageImpl& storage;
-    };
-
-    bool keyHeld(const std::string& key, TimePoint now) {
-        Query query(statements().keyExpiry);
-        query.bind(1, key);
-        return query.step() && query.integer(0) > toNanos(now);
-    }
-
-    void holdKey(const std::string& key, TimePoint expiry) {
-        Query(statements().holdKey).bind(1, key).bind(2, toNanos(expiry)).run();
-    }
-
-    std::int64_t insertEvent(const Event& event, const std::string* route, const std::string& body) {
-        Query insert(statements().insertEvent);
-        insert.bind(1, event.id).bind(3, toNanos(event.receivedAt)).bind(4, body);
-        if (route) {
-            insert.bind(2, *route);
-        } else {
-            insert.bindNull(2);
-        }
-        insert.run();
-        return sqlite3_last_insert_rowid(connection_->db.get());
+        Query(statements().pruneKeys).bind(1, keyCursor_).bind(2, *chunkEnd).bind(3, toNanos(now)).run();
+        keyCursor_ = std::move(*chunkEnd);
+        return true;
     }
 
     std::vector<TargetCounts> doCounts() {
@@ -1213,9 +1309,9 @@ private:
         return out;
     }
 
-    std::size_t countUndelivered() {
-        Query count(statements().countUndelivered);
-        return count.step() ? static_cast<std::size_t>(count.integer(0)) : 0;
+    std::int64_t single(const Statement& statement) {
+        Query query(statement);
+        return query.step() ? query.integer(0) : 0;
     }
 
     const fs::path folder_;
@@ -1230,6 +1326,7 @@ private:
     std::deque<std::unique_ptr<Op>> queue_;
     std::size_t waiting_ = 0;  // refusable requests in queue_
     bool stopping_ = false;
+    bool writerIdle_ = false;  // waiting for work: a submit must wake it
     std::mutex listenerMutex_;
     std::function<void(const std::string&)> listener_;
     std::atomic<bool> healthy_{true};
@@ -1239,6 +1336,10 @@ private:
     std::unique_ptr<Connection> connection_;
     std::string openError_;
     View view_;
+    std::int64_t lastId_ = 0;                         // the newest delivery id given out
+    std::unordered_set<std::int64_t> leased_;         // deliveries a worker holds
+    std::unordered_map<std::int64_t, EventPtr> fresh_;  // by delivery id, until claimed
+    std::string keyCursor_;                           // where the dedup-key sweep goes on
     SteadyClock::time_point nextPrune_;
     SteadyClock::time_point nextProbe_;
     std::thread writer_;  // last: starts once everything above is ready

@@ -18,12 +18,11 @@ struct SqliteTuning {
     // Accepts and value writes waiting for the writer; past this they are refused ("storage busy")
     // instead of holding ever more memory while the disk is slow.
     std::size_t maxWaitingRequests = 8192;
-    // How often delivered and dead rows older than the retention, and expired keys, are removed.
+    // How often dead letters older than the retention, expired values and a chunk of expired
+    // dedup keys are removed.
     Duration pruneInterval = std::chrono::minutes(5);
     // While unhealthy, how often a probe write checks whether the disk works again.
     Duration probeInterval = std::chrono::seconds(1);
-    // Attempt history rows kept per delivery (the newest ones).
-    std::size_t attemptsKept = 20;
     // Runs on the writer thread before each batch; lets tests hold the writer still.
     std::function<void()> beforeBatch;
 };

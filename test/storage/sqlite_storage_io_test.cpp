@@ -181,7 +181,7 @@ TEST_CASE("the SQLite spool creates its folder and a WAL database at the current
     REQUIRE(fs::exists(folder / "fluxrelay.db"));
     RawDatabase raw(folder / "fluxrelay.db");
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
-    CHECK(raw.number("PRAGMA user_version") == 1);
+    CHECK(raw.number("PRAGMA user_version") == 2);
 }
 
 TEST_CASE("migration from an empty database creates the schema") {
@@ -193,32 +193,93 @@ TEST_CASE("migration from an empty database creates the schema") {
         CHECK(accept(*storage, request("e1")).stored);
     }
     RawDatabase raw(dir.path() / "fluxrelay.db");
-    CHECK(raw.number("PRAGMA user_version") == 1);
-    for (const char* table : {"events", "deliveries", "attempts", "dedup_keys", "kv"}) {
+    CHECK(raw.number("PRAGMA user_version") == 2);
+    for (const char* table : {"queue", "dead", "dedup", "kv", "probe"}) {
         CAPTURE(table);
         CHECK(raw.number(std::string("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '") + table +
                          "'") == 1);
     }
-    CHECK(raw.number("SELECT COUNT(*) FROM deliveries") == 1);
+    for (const char* gone : {"events", "deliveries", "attempts", "dedup_keys"}) {
+        CAPTURE(gone);
+        CHECK(raw.number(std::string("SELECT COUNT(*) FROM sqlite_master WHERE name = '") + gone + "'") == 0);
+    }
+    CHECK(raw.number("SELECT COUNT(*) FROM queue") == 1);
 }
 
-TEST_CASE("opening an existing v1 database keeps its data") {
+// test/storage/fixtures/spool-v1.db was written by the v1 spool (write_v1_spool.cpp beside it).
+TEST_CASE("a v1 database left by the previous release migrates with nothing lost") {
     TempDir dir;
-    {
-        auto storage = makeSqliteStorage(configAt(dir.path()));
-        CHECK(accept(*storage, request("e1")).stored);
-        CHECK(putValue(*storage, "k", "v", Duration{0}));
-    }
+    fs::copy_file(fs::path(FLUXRELAY_STORAGE_FIXTURES) / "spool-v1.db", dir.path() / "fluxrelay.db");
     {
         RawDatabase raw(dir.path() / "fluxrelay.db");
         REQUIRE(raw.number("PRAGMA user_version") == 1);
     }
     auto storage = makeSqliteStorage(configAt(dir.path()));
-    CHECK(getValue(*storage, "k") == std::optional<std::string>("v"));
-    const auto claimed = claim(*storage, "am", 10);
-    CHECK(eventIds(claimed) == std::vector<std::string>{"e1"});
-    RawDatabase raw(dir.path() / "fluxrelay.db");
-    CHECK(raw.number("PRAGMA user_version") == 1);
+    {
+        RawDatabase raw(dir.path() / "fluxrelay.db");
+        CHECK(raw.number("PRAGMA user_version") == 2);
+    }
+
+    // Queued work, including the delivery leased when v1 stopped, in due order, events intact.
+    const auto am = claim(*storage, "am", 10);
+    REQUIRE(am.deliveries.size() == 4);
+    CHECK(eventIds(am) == std::vector<std::string>{"0192f0a1b2c3aaaaaaaaaaaaaaaaaaa1", "0192f0a1b2c4aaaaaaaaaaaaaaaaaaa2",
+                                                   "0192f0a1b2c5aaaaaaaaaaaaaaaaaaa3",
+                                                   "0192f0a1b2c7aaaaaaaaaaaaaaaaaaa5"});
+    const Delivery& retried = am.deliveries[0];
+    CHECK(retried.id == 1);
+    CHECK(retried.route == "errors");
+    CHECK(retried.attempts == 1);
+    CHECK(retried.lastError == "HTTP 503: try later");
+    CHECK(retried.nextAttemptAt < retried.createdAt);
+    const FluxEvent* flux = retried.event->flux();
+    REQUIRE(flux != nullptr);
+    CHECK(flux->involvedObject.path() == "Kustomization/flux-system/apps");
+    CHECK(flux->severity == "error");
+    CHECK(flux->metadata.at("revision") == "main@sha1:2f8b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d");
+    CHECK(flux->reportingController == "kustomize-controller");
+    // The route's own form of an event, not the form it was received in.
+    const Delivery& withCluster = am.deliveries[2];
+    CHECK(withCluster.route == "with-cluster");
+    REQUIRE(withCluster.event->flux() != nullptr);
+    CHECK(withCluster.event->flux()->metadata.at("cluster") == "home");
+    for (const auto& delivery : am.deliveries) {
+        settle(*storage, {{.deliveryId = delivery.id, .kind = SettleKind::delivered}});
+    }
+
+    // The dead letter, with its reason and its GitHub event byte for byte.
+    const auto letters = deadLetters(*storage);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].delivery.target == "gh");
+    CHECK(letters[0].delivery.attempts == 1);
+    CHECK(letters[0].reason == "HTTP 422: Validation Failed");
+    REQUIRE(letters[0].delivery.event->github() != nullptr);
+    CHECK(letters[0].delivery.event->github()->deliveryId == "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    CHECK(letters[0].delivery.event->github()->body ==
+          R"({"ref":"refs/heads/main","after":"2f8b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"})");
+
+    // Dedup: the GitHub delivery id is still held, and so is route "errors"' gate.
+    auto redelivered = request("redelivered", "", {"gh"});
+    redelivered.idempotencyKey = "github-delivery:72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    redelivered.idempotencyWindow = 24h;
+    CHECK(accept(*storage, std::move(redelivered)).duplicateEvent);
+    CHECK(suppressedRoutes(accept(*storage, request("again", "errors:flux:firstkey"))) ==
+          std::vector<std::string>{"errors"});
+
+    // The alertmanager target's firing set.
+    const auto firing = getValue(*storage, "alertmanager-firing:am");
+    REQUIRE(firing.has_value());
+    CHECK(firing->find("Kustomization/flux-system/apps") != std::string::npos);
+
+    // New deliveries get ids past v1's, and the replayed dead letter keeps its own.
+    CHECK(accept(*storage, request("new")).stored);
+    const auto fresh = claim(*storage, "am", 10);
+    REQUIRE(fresh.deliveries.size() == 1);
+    CHECK(fresh.deliveries[0].id > 5);
+    CHECK(replay(*storage, letters[0].delivery.id));
+    const auto replayed = claim(*storage, "gh", 10);
+    REQUIRE(replayed.deliveries.size() == 1);
+    CHECK(replayed.deliveries[0].id == letters[0].delivery.id);
 }
 
 TEST_CASE("start-up fails loudly when the database cannot be used") {
@@ -314,30 +375,53 @@ TEST_CASE("queued work, retry schedule, dead letters, keys and values survive a 
     CHECK(eventIds(claim(*storage, "broken", 10)) == std::vector<std::string>{"e3"});
 }
 
-TEST_CASE("every attempt is recorded, the newest few kept per delivery") {
+TEST_CASE("the queue holds only work not yet done: a delivered row is deleted, a dead one moves out") {
     TempDir dir;
-    auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.attemptsKept = 3});
-    accept(*storage, request("e1"));
-    std::uint64_t id = 0;
-    for (int attempt = 1; attempt <= 5; ++attempt) {
+    auto storage = makeSqliteStorage(configAt(dir.path()));
+    CHECK(accept(*storage, request("e1", "", {"am", "github"})).stored);
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    CHECK(raw.number("SELECT COUNT(*) FROM queue") == 2);
+    // Each delivery carries its event's storage form.
+    CHECK(raw.number("SELECT COUNT(*) FROM queue WHERE body LIKE '%\"id\":\"e1\"%'") == 2);
+
+    for (int attempt = 1; attempt <= 3; ++attempt) {
         const auto claimed = claim(*storage, "am", 10);
         REQUIRE(claimed.deliveries.size() == 1);
-        id = claimed.deliveries[0].id;
-        settle(*storage, {{.deliveryId = id,
+        CHECK(claimed.deliveries[0].attempts == attempt - 1);
+        settle(*storage, {{.deliveryId = claimed.deliveries[0].id,
                            .kind = SettleKind::retry,
                            .nextAttemptAt = Clock::now(),
                            .error = "HTTP 503 #" + std::to_string(attempt)}});
     }
-    const auto claimed = claim(*storage, "am", 10);
-    REQUIRE(claimed.deliveries.size() == 1);
-    settle(*storage, {{.deliveryId = id, .kind = SettleKind::delivered, .nextAttemptAt = {}, .error = ""}});
+    const auto am = claim(*storage, "am", 10);
+    REQUIRE(am.deliveries.size() == 1);
+    CHECK(am.deliveries[0].attempts == 3);
+    CHECK(am.deliveries[0].lastError == "HTTP 503 #3");
+    settle(*storage, {{.deliveryId = am.deliveries[0].id, .kind = SettleKind::delivered}});
+    const auto github = claim(*storage, "github", 10);
+    REQUIRE(github.deliveries.size() == 1);
+    settle(*storage, {{.deliveryId = github.deliveries[0].id, .kind = SettleKind::dead, .error = "HTTP 400"}});
 
-    RawDatabase raw(dir.path() / "fluxrelay.db");
-    const auto where = " FROM attempts WHERE delivery_id = " + std::to_string(id);
-    CHECK(raw.number("SELECT COUNT(*)" + where) == 3);
-    CHECK(raw.text("SELECT group_concat(outcome || ':' || detail, ',') FROM (SELECT outcome, detail" + where +
-                   " ORDER BY id)") == "retry:HTTP 503 #4,retry:HTTP 503 #5,delivered:");
-    CHECK(raw.number("SELECT attempts FROM deliveries WHERE id = " + std::to_string(id)) == 6);
+    CHECK(raw.number("SELECT COUNT(*) FROM queue") == 0);
+    CHECK(raw.number("SELECT COUNT(*) FROM dead") == 1);
+    CHECK(raw.text("SELECT reason FROM dead") == "HTTP 400");
+}
+
+TEST_CASE("a claim reads the event from the spool when it no longer holds it in memory") {
+    TempDir dir;
+    {
+        auto storage = makeSqliteStorage(configAt(dir.path()));
+        CHECK(accept(*storage, request("e1")).stored);
+        // Claimed and released: the event is no longer held for a first claim.
+        const auto first = claim(*storage, "am", 10);
+        REQUIRE(first.deliveries.size() == 1);
+        settle(*storage, {{.deliveryId = first.deliveries[0].id, .kind = SettleKind::release}});
+        const auto again = claim(*storage, "am", 10);
+        REQUIRE(again.deliveries.size() == 1);
+        CHECK(again.deliveries[0].event->id == "e1");
+        CHECK(again.deliveries[0].event != first.deliveries[0].event);  // parsed, not the held copy
+        CHECK(again.deliveries[0].attempts == 0);
+    }
 }
 
 // Sends `perThread` accepts from each of `threads` threads, each sender keeping up to `window` of
@@ -461,7 +545,7 @@ TEST_CASE("shutting down answers and writes everything still queued") {
     CHECK(claim(*storage, "am", 100).deliveries.size() == 51);
 }
 
-TEST_CASE("retention removes old delivered and dead rows, events nothing needs, expired keys and values") {
+TEST_CASE("retention removes old dead letters and expired values; dedup keys outlive it in their window") {
     TempDir dir;
     auto config = configAt(dir.path(), 3);
     config.retention = 100ms;
@@ -479,26 +563,34 @@ TEST_CASE("retention removes old delivered and dead rows, events nothing needs, 
 
     // The dedup key's window is 5 minutes: it outlives the pruning.
     RawDatabase raw(dir.path() / "fluxrelay.db");
-    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM deliveries") == 1; }));
-    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM events") == 1; }));
-    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv WHERE key NOT LIKE 'dedup-gate:%'") == 1; }));
-    CHECK(raw.text("SELECT id FROM events") == "waiting");
-    CHECK(raw.number("SELECT COUNT(*) FROM attempts") == 0);
-    CHECK(raw.number("SELECT COUNT(*) FROM kv WHERE key LIKE 'dedup-gate:%'") == 1);
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM dead") == 0; }));
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv") == 1; }));
+    CHECK(raw.number("SELECT COUNT(*) FROM queue") == 1);
+    CHECK(raw.number("SELECT COUNT(*) FROM dedup WHERE key LIKE 'gate:%'") == 1);
     CHECK(deadLetters(*storage).empty());
     CHECK(getValue(*storage, "forever") == std::optional<std::string>("v"));
     CHECK(accept(*storage, request("fits-again", "", {"a", "b"})).stored);
 }
 
-TEST_CASE("expired dedup keys are pruned") {
+TEST_CASE("expired dedup keys are pruned, a chunk of the key space at a time") {
     TempDir dir;
     auto storage = makeSqliteStorage(configAt(dir.path()), SqliteTuning{.pruneInterval = 20ms});
-    auto req = request("e1", "errors:k");
-    req.routes[0].dedup = windowGate("errors:k", 1ms);
-    CHECK(accept(*storage, std::move(req)).stored);
+    // More keys than one prune chunk (2,000), all expiring at once, and one that does not.
+    constexpr int kKeys = 4500;
+    std::vector<std::future<AcceptResult>> results;
+    for (int i = 0; i < kKeys; ++i) {
+        auto req = request("e" + std::to_string(i), "errors:k" + std::to_string(i), {});
+        req.routes[0].dedup = windowGate("errors:k" + std::to_string(i), 1ms);
+        results.push_back(asyncAccept(*storage, std::move(req), boost::asio::use_future));
+    }
+    for (auto& result : results) {
+        REQUIRE(result.get().stored);
+    }
+    CHECK(accept(*storage, request("kept", "errors:kept", {})).stored);
     RawDatabase raw(dir.path() / "fluxrelay.db");
-    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv WHERE key LIKE 'dedup-gate:%'") == 0; }));
-    CHECK(accept(*storage, request("e2", "errors:k")).suppressed.empty());
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM dedup") == 1; }));
+    CHECK(raw.text("SELECT key FROM dedup") == "gate:errors:kept");
+    CHECK(accept(*storage, request("e2", "errors:k0")).suppressed.empty());
 }
 
 TEST_CASE("a failing disk fails whole writes, turns unhealthy, and recovers by itself") {
@@ -580,13 +672,13 @@ TEST_CASE("an unreadable event record becomes a dead letter instead of blocking 
     }
     {
         RawDatabase raw(dir.path() / "fluxrelay.db");
-        raw.exec("UPDATE events SET body = 'not json' WHERE id = 'bad'");
+        raw.exec("UPDATE queue SET body = 'not json' WHERE body LIKE '%\"id\":\"bad\"%'");
     }
     auto storage = makeSqliteStorage(configAt(dir.path()));
     CHECK(eventIds(claim(*storage, "am", 10)) == std::vector<std::string>{"good"});
     RawDatabase raw(dir.path() / "fluxrelay.db");
-    CHECK(raw.text("SELECT d.state FROM deliveries d JOIN events e ON e.ref = d.event_ref WHERE e.id = 'bad'") ==
-          "dead");
+    CHECK(raw.text("SELECT reason FROM dead WHERE body = 'not json'") == "unreadable event record");
+    CHECK(raw.number("SELECT COUNT(*) FROM queue") == 1);
 }
 
 }  // namespace fluxrelay

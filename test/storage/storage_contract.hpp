@@ -225,6 +225,33 @@ TEST_CASE_TEMPLATE_DEFINE("an idempotency key makes a second accept a duplicate 
     CHECK(claim(storage, "am", 10).deliveries.size() == 1);
 }
 
+TEST_CASE_TEMPLATE_DEFINE("a redelivery refused while the queue was full is accepted later, not a duplicate", F,
+                          contract_redelivery_after_full) {
+    using namespace contract;
+    F fixture(1);
+    Storage& storage = *fixture.storage;
+    CHECK(accept(storage, request("fills-the-queue")).stored);
+    const auto redelivery = [] {
+        auto push = request("push", "", {"reconcile"});
+        push.idempotencyKey = "github-delivery:full";
+        push.idempotencyWindow = std::chrono::hours(24);
+        return push;
+    };
+    const auto refused = accept(storage, redelivery());
+    CHECK_FALSE(refused.stored);
+    CHECK(refused.error.find("queue full") != std::string::npos);
+
+    const auto claimed = claim(storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 1);
+    settle(storage, {{.deliveryId = claimed.deliveries[0].id, .kind = SettleKind::delivered}});
+    // GitHub delivers again after the 503: stored and queued, as the first time should have been.
+    const auto again = accept(storage, redelivery());
+    CHECK(again.stored);
+    CHECK_FALSE(again.duplicateEvent);
+    CHECK(claim(storage, "reconcile", 10).deliveries.size() == 1);
+    CHECK(accept(storage, redelivery()).duplicateEvent);
+}
+
 TEST_CASE_TEMPLATE_DEFINE("values are kept, overwritten, expired and erased", F, contract_values) {
     using namespace contract;
     F fixture(100);
@@ -297,6 +324,7 @@ TEST_CASE_TEMPLATE_DEFINE("each route delivers its own form of the event", F, co
     TEST_CASE_TEMPLATE_INVOKE(contract_replay_unknown, Fixture); \
     TEST_CASE_TEMPLATE_INVOKE(contract_bound, Fixture);          \
     TEST_CASE_TEMPLATE_INVOKE(contract_idempotency, Fixture);    \
+    TEST_CASE_TEMPLATE_INVOKE(contract_redelivery_after_full, Fixture); \
     TEST_CASE_TEMPLATE_INVOKE(contract_values, Fixture);         \
     TEST_CASE_TEMPLATE_INVOKE(contract_debounce, Fixture);       \
     TEST_CASE_TEMPLATE_INVOKE(contract_route_event, Fixture)
