@@ -136,13 +136,30 @@ bool isValidUtf8(std::string_view text) {
     return true;
 }
 
+// A string of the storage record. Flux's fields are UTF-8 by the time they are stored (the JSON
+// parser and the config loader see to it); one that is not is refused rather than stored altered.
+void appendStorageString(std::string& out, std::string_view name, std::string_view value) {
+    if (!isValidUtf8(value)) {
+        throw std::invalid_argument(std::string(name) + " is not valid UTF-8");
+    }
+    appendGoString(out, value);
+}
+
+// `,"name":"value"`, the leading comma unless `first`.
+void appendStorageField(std::string& out, std::string_view name, std::string_view value, bool first = false) {
+    if (!first) out.push_back(',');
+    appendGoString(out, name);
+    out.push_back(':');
+    appendStorageString(out, name, value);
+}
+
 // Raw bytes from the wire (a webhook body, header values) need not be UTF-8, which JSON text
 // cannot carry; those go in hex under `<name>Hex` so the record still round-trips byte for byte.
-void putBytes(nlohmann::json& json, const std::string& name, const std::string& value) {
+void appendBytesField(std::string& out, std::string_view name, const std::string& value) {
     if (isValidUtf8(value)) {
-        json[name] = value;
+        appendStorageField(out, name, value);
     } else {
-        json[name + "Hex"] = toHex(value);
+        appendStorageField(out, std::string(name) + "Hex", toHex(value));
     }
 }
 
@@ -156,27 +173,35 @@ std::string getBytes(const nlohmann::json& json, const std::string& name) {
     return json.at(name).get<std::string>();
 }
 
-nlohmann::json fluxToStorage(const FluxEvent& flux) {
+void appendFluxRecord(std::string& out, const FluxEvent& flux) {
     const ObjectRef& object = flux.involvedObject;
-    return {
-        {"involvedObject",
-         {{"kind", object.kind},
-          {"namespace", object.namespace_},
-          {"name", object.name},
-          {"uid", object.uid},
-          {"apiVersion", object.apiVersion},
-          {"resourceVersion", object.resourceVersion},
-          {"fieldPath", object.fieldPath}}},
-        {"severity", flux.severity},
-        {"timestamp", flux.timestamp},
-        {"message", flux.message},
-        {"reason", flux.reason},
-        {"metadata", flux.metadata},
-        {"reportingController", flux.reportingController},
-        {"reportingInstance", flux.reportingInstance},
-        {"dedupToken", flux.dedupToken},
-        {"resolveOnly", flux.resolveOnly},
-    };
+    out += R"({"involvedObject":{)";
+    appendStorageField(out, "kind", object.kind, true);
+    appendStorageField(out, "namespace", object.namespace_);
+    appendStorageField(out, "name", object.name);
+    appendStorageField(out, "uid", object.uid);
+    appendStorageField(out, "apiVersion", object.apiVersion);
+    appendStorageField(out, "resourceVersion", object.resourceVersion);
+    appendStorageField(out, "fieldPath", object.fieldPath);
+    out.push_back('}');
+    appendStorageField(out, "severity", flux.severity);
+    appendStorageField(out, "timestamp", flux.timestamp);
+    appendStorageField(out, "message", flux.message);
+    appendStorageField(out, "reason", flux.reason);
+    out += R"(,"metadata":{)";
+    bool first = true;
+    for (const auto& [key, value] : flux.metadata) {
+        if (!first) out.push_back(',');
+        first = false;
+        appendStorageString(out, "a metadata key", key);
+        out.push_back(':');
+        appendStorageString(out, key, value);
+    }
+    out.push_back('}');
+    appendStorageField(out, "reportingController", flux.reportingController);
+    appendStorageField(out, "reportingInstance", flux.reportingInstance);
+    appendStorageField(out, "dedupToken", flux.dedupToken);
+    out += flux.resolveOnly ? R"(,"resolveOnly":true})" : R"(,"resolveOnly":false})";
 }
 
 FluxEvent fluxFromStorage(const nlohmann::json& json) {
@@ -277,28 +302,31 @@ std::string toFluxJsonText(const FluxEvent& event) {
     return out;
 }
 
-nlohmann::json toStorageJson(const Event& event) {
-    nlohmann::json json = {
-        {"v", storageVersion},
-        {"id", event.id},
-        {"source", event.source},
-        // RFC3339Nano keeps every nanosecond, so the record reads back to the same time point.
-        {"receivedAt", formatRfc3339Nano(event.receivedAt)},
-    };
+std::string toStorageText(const Event& event) {
+    std::string out;
+    out.reserve(512 + (event.flux() ? event.flux()->message.size() : event.github()->body.size()));
+    out += R"({"v":)" + std::to_string(storageVersion);
+    appendStorageField(out, "id", event.id);
+    appendStorageField(out, "source", event.source);
+    // RFC3339Nano keeps every nanosecond, so the record reads back to the same time point.
+    appendStorageField(out, "receivedAt", formatRfc3339Nano(event.receivedAt));
     if (const FluxEvent* flux = event.flux()) {
-        json["kind"] = "flux";
-        json["flux"] = fluxToStorage(*flux);
+        out += R"(,"kind":"flux","flux":)";
+        appendFluxRecord(out, *flux);
     } else if (const GitHubEvent* github = event.github()) {
-        json["kind"] = "github";
-        nlohmann::json stored = {{"deleted", github->deleted}};
-        putBytes(stored, "event", github->event);
-        putBytes(stored, "deliveryId", github->deliveryId);
-        putBytes(stored, "ref", github->ref);
-        putBytes(stored, "body", github->body);
-        json["github"] = std::move(stored);
+        out += R"(,"kind":"github","github":{"deleted":)";
+        out += github->deleted ? "true" : "false";
+        appendBytesField(out, "event", github->event);
+        appendBytesField(out, "deliveryId", github->deliveryId);
+        appendBytesField(out, "ref", github->ref);
+        appendBytesField(out, "body", github->body);
+        out.push_back('}');
     }
-    return json;
+    out.push_back('}');
+    return out;
 }
+
+namespace {
 
 Event fromStorageJson(const nlohmann::json& json) {
     // Storage only ever holds records toStorageJson wrote; anything else is corruption, which
@@ -330,6 +358,10 @@ Event fromStorageJson(const nlohmann::json& json) {
     }
     return event;
 }
+
+}  // namespace
+
+Event fromStorageText(std::string_view text) { return fromStorageJson(nlohmann::json::parse(text)); }
 
 std::string newEventId() {
     const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();

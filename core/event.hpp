@@ -76,9 +76,12 @@ nlohmann::json toFluxJson(const FluxEvent& event);
 // where bytes matter: forwarding, signing, comparing with what Flux sends.
 std::string toFluxJsonText(const FluxEvent& event);
 
-// Storage form of an Event (all fields, both payload kinds); fromStorageJson(toStorageJson(e)) == e.
-nlohmann::json toStorageJson(const Event& event);
-Event fromStorageJson(const nlohmann::json& json);
+// Storage record of an Event (all fields, both payload kinds), written as text directly: the
+// spool stores it per delivery on every accept. fromStorageText(toStorageText(e)) == e.
+// toStorageText throws std::invalid_argument on a Flux string that is not UTF-8.
+std::string toStorageText(const Event& event);
+// Throws nlohmann::json::exception or std::runtime_error on a record it did not write.
+Event fromStorageText(std::string_view text);
 
 // A new event id: 16 bytes in hex, the first 6 the time in milliseconds (big-endian), the rest
 // random. Ids made later sort later, so indexing them appends instead of touching a random page

@@ -3,7 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -72,38 +74,165 @@ bool nestingWithin(std::string_view body, int limit) {
     return true;
 }
 
-// A member of `object` that is present and not null; Go's decoder treats null as absent.
-const nlohmann::json* member(const nlohmann::json& object, const char* name) {
-    const auto it = object.find(name);
-    if (it == object.end() || it->is_null()) return nullptr;
-    return &*it;
-}
+// One member of the body as the reader found it. Go's decoder treats null as absent.
+struct Field {
+    enum class Kind { absent, null, string, other };
+    Kind kind = Kind::absent;
+    std::string text;  // when a string
+
+    bool present() const { return kind != Kind::absent && kind != Kind::null; }
+};
+
+// A Flux event body read in one pass, with no JSON tree: the members the event is made of, each
+// as found (duplicates: the last wins, as with Go and a parsed tree); the rest is skipped. What
+// they must be is checked afterwards, in a fixed order, so errors do not depend on key order.
+struct RawEvent {
+    bool isObject = false;
+    Field involvedObject;  // kind other: an object, unless `involvedIsObject` is false
+    bool involvedIsObject = false;
+    Field kind, namespace_, name, uid, apiVersion, resourceVersion, fieldPath;
+    Field severity, timestamp, message, reason, reportingController, reportingInstance;
+    Field metadata;  // as involvedObject
+    bool metadataIsObject = false;
+    std::map<std::string, Field> metadataEntries;
+};
+
+// nlohmann's SAX interface over RawEvent. Depth 1 is the body's object, depth 2 the members of
+// involvedObject and metadata; anything deeper only counts as "not a string" for its member.
+class RawEventReader final : public nlohmann::json_sax<nlohmann::json> {
+public:
+    explicit RawEventReader(RawEvent& event) : event_(event) {}
+
+    std::string parseError;  // nlohmann's message, when the body is not JSON
+
+    bool null() override { return scalar(Field::Kind::null, nullptr); }
+    bool boolean(bool) override { return scalar(Field::Kind::other, nullptr); }
+    bool number_integer(number_integer_t) override { return scalar(Field::Kind::other, nullptr); }
+    bool number_unsigned(number_unsigned_t) override { return scalar(Field::Kind::other, nullptr); }
+    bool number_float(number_float_t, const string_t&) override { return scalar(Field::Kind::other, nullptr); }
+    bool binary(binary_t&) override { return scalar(Field::Kind::other, nullptr); }
+    bool string(string_t& value) override { return scalar(Field::Kind::string, &value); }
+
+    bool start_object(std::size_t) override {
+        if (depth_ == 0) {
+            event_.isObject = true;
+        } else if (depth_ == 1 && key_ == "involvedObject") {
+            event_.involvedObject = {Field::Kind::other, {}};
+            event_.involvedIsObject = true;
+            for (Field* field : involvedFields()) *field = {};
+            section_ = Section::involvedObject;
+        } else if (depth_ == 1 && key_ == "metadata") {
+            event_.metadata = {Field::Kind::other, {}};
+            event_.metadataIsObject = true;
+            event_.metadataEntries.clear();
+            section_ = Section::metadata;
+        } else {
+            scalar(Field::Kind::other, nullptr);
+        }
+        ++depth_;
+        return true;
+    }
+    bool start_array(std::size_t) override {
+        scalar(Field::Kind::other, nullptr);
+        ++depth_;
+        return true;
+    }
+    bool end_object() override { return end(); }
+    bool end_array() override { return end(); }
+    bool key(string_t& name) override {
+        if (depth_ == 1) {
+            key_ = std::move(name);
+        } else if (depth_ == 2) {
+            innerKey_ = std::move(name);
+        }
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::json::exception& error) override {
+        parseError = error.what();
+        return false;
+    }
+
+private:
+    enum class Section { none, involvedObject, metadata };
+
+    // A value, or the start of a container (other), at the current depth.
+    bool scalar(Field::Kind kind, string_t* text) {
+        Field* field = nullptr;
+        if (depth_ == 1) {
+            if (key_ == "involvedObject") {
+                event_.involvedIsObject = false;
+                field = &event_.involvedObject;
+            } else if (key_ == "metadata") {
+                event_.metadataIsObject = false;
+                field = &event_.metadata;
+            } else {
+                field = topField(key_);
+            }
+        } else if (depth_ == 2 && section_ == Section::involvedObject) {
+            field = involvedField(innerKey_);
+        } else if (depth_ == 2 && section_ == Section::metadata) {
+            field = &event_.metadataEntries[innerKey_];
+        }
+        if (field != nullptr) {
+            field->kind = kind;
+            field->text = text ? std::move(*text) : std::string();
+        }
+        return true;
+    }
+
+    bool end() {
+        if (--depth_ <= 1) section_ = Section::none;
+        return true;
+    }
+
+    Field* topField(std::string_view name) {
+        if (name == "severity") return &event_.severity;
+        if (name == "timestamp") return &event_.timestamp;
+        if (name == "message") return &event_.message;
+        if (name == "reason") return &event_.reason;
+        if (name == "reportingController") return &event_.reportingController;
+        if (name == "reportingInstance") return &event_.reportingInstance;
+        return nullptr;
+    }
+    Field* involvedField(std::string_view name) {
+        if (name == "kind") return &event_.kind;
+        if (name == "namespace") return &event_.namespace_;
+        if (name == "name") return &event_.name;
+        if (name == "uid") return &event_.uid;
+        if (name == "apiVersion") return &event_.apiVersion;
+        if (name == "resourceVersion") return &event_.resourceVersion;
+        if (name == "fieldPath") return &event_.fieldPath;
+        return nullptr;
+    }
+    std::array<Field*, 7> involvedFields() {
+        return {&event_.kind,       &event_.namespace_,       &event_.name,     &event_.uid,
+                &event_.apiVersion, &event_.resourceVersion, &event_.fieldPath};
+    }
+
+    RawEvent& event_;
+    int depth_ = 0;
+    Section section_ = Section::none;
+    std::string key_;
+    std::string innerKey_;
+};
 
 // Reads an optional string member into `out`; false (with `error` set) when it is not a string.
-bool optionalString(const nlohmann::json& object, const char* name, std::string_view path, std::string& out,
-                    std::string& error) {
-    const nlohmann::json* value = member(object, name);
-    if (value == nullptr) return true;
-    if (!value->is_string()) {
+bool optionalString(Field& field, std::string_view path, std::string& out, std::string& error) {
+    if (!field.present()) return true;
+    if (field.kind != Field::Kind::string) {
         error = std::string(path) + " must be a string";
         return false;
     }
-    out = value->get<std::string>();
+    out = std::move(field.text);
     return true;
 }
 
-bool requiredString(const nlohmann::json& object, const char* name, std::string_view path, bool nonEmpty,
-                    std::string& out, std::string& error) {
-    const nlohmann::json* value = member(object, name);
-    if (value == nullptr) {
+bool requiredString(Field& field, std::string_view path, bool nonEmpty, std::string& out, std::string& error) {
+    if (!field.present()) {
         error = std::string(path) + " is required";
         return false;
     }
-    if (!value->is_string()) {
-        error = std::string(path) + " must be a string";
-        return false;
-    }
-    out = value->get<std::string>();
+    if (!optionalString(field, path, out, error)) return false;
     if (nonEmpty && out.empty()) {
         error = std::string(path) + " is required";
         return false;
@@ -155,12 +284,11 @@ std::variant<FluxEvent, ParseFailure> parseEvent(std::string_view body) {
         return ParseFailure{"body is not valid JSON: nested deeper than " + std::to_string(maxNestingDepth) + " levels",
                             "bad_json"};
     }
-    nlohmann::json json;
-    try {
-        json = nlohmann::json::parse(body);
-    } catch (const nlohmann::json::exception& e) {
+    RawEvent raw;
+    RawEventReader reader(raw);
+    if (!nlohmann::json::sax_parse(body, &reader)) {
         // what() starts with "[json.exception.parse_error.101] ", which tells a client nothing.
-        std::string_view detail = e.what();
+        std::string_view detail = reader.parseError;
         if (const std::size_t close = detail.find("] "); detail.starts_with("[json.") && close != detail.npos) {
             detail.remove_prefix(close + 2);
         }
@@ -173,52 +301,50 @@ std::variant<FluxEvent, ParseFailure> parseEvent(std::string_view body) {
         }
         return ParseFailure{"body is not valid JSON: " + message, "bad_json"};
     }
-    if (!json.is_object()) return badEvent("body must be a JSON object");
+    if (!raw.isObject) return badEvent("body must be a JSON object");
 
     FluxEvent event;
     std::string error;
 
-    const nlohmann::json* involved = member(json, "involvedObject");
-    if (involved == nullptr) return badEvent("involvedObject is required");
-    if (!involved->is_object()) return badEvent("involvedObject must be an object");
+    if (!raw.involvedObject.present()) return badEvent("involvedObject is required");
+    if (!raw.involvedIsObject) return badEvent("involvedObject must be an object");
     ObjectRef& object = event.involvedObject;
-    if (!requiredString(*involved, "kind", "involvedObject.kind", true, object.kind, error) ||
-        !requiredString(*involved, "name", "involvedObject.name", true, object.name, error) ||
-        !optionalString(*involved, "namespace", "involvedObject.namespace", object.namespace_, error) ||
-        !optionalString(*involved, "uid", "involvedObject.uid", object.uid, error) ||
-        !optionalString(*involved, "apiVersion", "involvedObject.apiVersion", object.apiVersion, error) ||
-        !optionalString(*involved, "resourceVersion", "involvedObject.resourceVersion", object.resourceVersion,
-                        error) ||
-        !optionalString(*involved, "fieldPath", "involvedObject.fieldPath", object.fieldPath, error)) {
+    if (!requiredString(raw.kind, "involvedObject.kind", true, object.kind, error) ||
+        !requiredString(raw.name, "involvedObject.name", true, object.name, error) ||
+        !optionalString(raw.namespace_, "involvedObject.namespace", object.namespace_, error) ||
+        !optionalString(raw.uid, "involvedObject.uid", object.uid, error) ||
+        !optionalString(raw.apiVersion, "involvedObject.apiVersion", object.apiVersion, error) ||
+        !optionalString(raw.resourceVersion, "involvedObject.resourceVersion", object.resourceVersion, error) ||
+        !optionalString(raw.fieldPath, "involvedObject.fieldPath", object.fieldPath, error)) {
         return badEvent(error);
     }
 
-    if (!requiredString(json, "severity", "severity", false, event.severity, error)) return badEvent(error);
+    if (!requiredString(raw.severity, "severity", false, event.severity, error)) return badEvent(error);
     if (event.severity != "trace" && event.severity != "info" && event.severity != "error") {
         return badEvent("severity must be one of trace, info, error");
     }
 
-    if (const nlohmann::json* timestamp = member(json, "timestamp")) {
+    if (raw.timestamp.present()) {
         TimePoint parsed;
-        if (!timestamp->is_string() || !parseRfc3339(timestamp->get_ref<const std::string&>(), parsed)) {
+        if (raw.timestamp.kind != Field::Kind::string || !parseRfc3339(raw.timestamp.text, parsed)) {
             return badEvent("timestamp must be an RFC3339 time string or null");
         }
-        event.timestamp = timestamp->get<std::string>();
+        event.timestamp = std::move(raw.timestamp.text);
     }
 
-    if (!requiredString(json, "message", "message", false, event.message, error) ||
-        !requiredString(json, "reason", "reason", false, event.reason, error) ||
-        !requiredString(json, "reportingController", "reportingController", false, event.reportingController, error) ||
-        !optionalString(json, "reportingInstance", "reportingInstance", event.reportingInstance, error)) {
+    if (!requiredString(raw.message, "message", false, event.message, error) ||
+        !requiredString(raw.reason, "reason", false, event.reason, error) ||
+        !requiredString(raw.reportingController, "reportingController", false, event.reportingController, error) ||
+        !optionalString(raw.reportingInstance, "reportingInstance", event.reportingInstance, error)) {
         return badEvent(error);
     }
 
     std::map<std::string, std::string> rawMetadata;
-    if (const nlohmann::json* metadata = member(json, "metadata")) {
-        if (!metadata->is_object()) return badEvent("metadata must be an object of strings");
-        for (const auto& [key, value] : metadata->items()) {
-            if (!value.is_string()) return badEvent("metadata." + excerpt(key) + " must be a string");
-            rawMetadata.emplace(key, value.get<std::string>());
+    if (raw.metadata.present()) {
+        if (!raw.metadataIsObject) return badEvent("metadata must be an object of strings");
+        for (auto& [key, value] : raw.metadataEntries) {
+            if (value.kind != Field::Kind::string) return badEvent("metadata." + excerpt(key) + " must be a string");
+            rawMetadata.emplace(key, std::move(value.text));
         }
     }
     NormalizedMetadata normalized = normalizeMetadata(rawMetadata, object.group());

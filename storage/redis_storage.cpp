@@ -305,7 +305,7 @@ public:
             if (!request.event) throw std::runtime_error("no event to store");
             for (const auto& route : request.routes) {
                 if (!route.event) throw std::runtime_error("route " + route.name + " has no event to store");
-                prepared->routeBodies.push_back(toStorageJson(*route.event).dump());
+                prepared->routeBodies.push_back(toStorageText(*route.event));
             }
         } catch (const std::exception& error) {
             complete(std::move(handler), AcceptResult{.stored = false, .error = error.what()});
@@ -686,7 +686,7 @@ private:
                     .id = deliveryId,
                     .route = fields["route"],
                     .target = target,
-                    .event = std::make_shared<const Event>(fromStorageJson(nlohmann::json::parse(fields["event"]))),
+                    .event = std::make_shared<const Event>(fromStorageText(fields["event"])),
                     .attempts = std::stoi(fields["attempts"]),
                     .createdAt = fromNanos(fields["created"]),
                     .nextAttemptAt = fromNanos(fields["next"]),
@@ -808,7 +808,7 @@ private:
                                                     .route = fields["route"],
                                                     .target = fields["target"],
                                                     .event = std::make_shared<const Event>(
-                                                        fromStorageJson(nlohmann::json::parse(fields["event"]))),
+                                                        fromStorageText(fields["event"])),
                                                     .attempts = std::stoi(fields["attempts"]),
                                                     .createdAt = fromNanos(fields["created"]),
                                                     .nextAttemptAt = fromNanos(fields["next"]),

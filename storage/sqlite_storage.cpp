@@ -714,7 +714,7 @@ private:
                 }
                 const bool sameAsBefore = i > 0 && route.event == request.routes[i - 1].event;
                 prepared.routeBodies.push_back(sameAsBefore ? prepared.routeBodies.back()
-                                                            : toStorageJson(*route.event).dump());
+                                                            : toStorageText(*route.event));
             }
             prepared.request = std::move(request);
             return prepared;
@@ -1157,7 +1157,7 @@ private:
         if (!row.step()) {
             throw std::runtime_error("no such delivery");
         }
-        return std::make_shared<const Event>(fromStorageJson(nlohmann::json::parse(row.text(0))));
+        return std::make_shared<const Event>(fromStorageText(row.text(0)));
     }
 
     void moveToDead(std::int64_t id, const std::string& reason, bool attempted) {
@@ -1208,7 +1208,7 @@ private:
             const auto id = dead.integer(0);
             EventPtr event;
             try {
-                event = std::make_shared<const Event>(fromStorageJson(nlohmann::json::parse(dead.text(9))));
+                event = std::make_shared<const Event>(fromStorageText(dead.text(9)));
             } catch (const std::exception& error) {
                 spdlog::warn("storage: dead letter {} has an unreadable event record: {}", id, error.what());
                 continue;

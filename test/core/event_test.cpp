@@ -148,9 +148,12 @@ TEST_CASE("storage round trip of a Flux event keeps every field and the exact re
                                         std::chrono::nanoseconds{1'700'000'000'123'456'789LL}),
         .payload = fullEvent(),
     };
-    const nlohmann::json stored = toStorageJson(event);
-    // The record must be serializable and parse back from its text form.
-    const Event back = fromStorageJson(nlohmann::json::parse(stored.dump()));
+    const std::string stored = toStorageText(event);
+    // Written directly as text, it is still JSON with every field under its name.
+    const nlohmann::json record = nlohmann::json::parse(stored);
+    CHECK(record.at("flux").at("message") == event.flux()->message);
+    CHECK(record.at("flux").at("metadata") == nlohmann::json(event.flux()->metadata));
+    const Event back = fromStorageText(stored);
     CHECK(back.id == event.id);
     CHECK(back.source == event.source);
     CHECK(back.receivedAt == event.receivedAt);
@@ -171,7 +174,7 @@ TEST_CASE("storage round trip of a GitHub event, including a body that is not UT
                                    .deleted = true,
                                    .body = body},
         };
-        const Event back = fromStorageJson(nlohmann::json::parse(toStorageJson(event).dump()));
+        const Event back = fromStorageText(toStorageText(event));
         REQUIRE(back.github() != nullptr);
         CHECK(back.flux() == nullptr);
         CHECK(back.receivedAt == event.receivedAt);
@@ -183,13 +186,22 @@ TEST_CASE("storage round trip of a GitHub event, including a body that is not UT
     }
 }
 
-TEST_CASE("fromStorageJson refuses records it did not write") {
-    CHECK_THROWS(fromStorageJson(nlohmann::json::object()));
-    nlohmann::json record = toStorageJson(Event{.id = "x", .source = "s", .receivedAt = {}, .payload = FluxEvent{}});
+TEST_CASE("fromStorageText refuses records it did not write") {
+    CHECK_THROWS(fromStorageText("{}"));
+    CHECK_THROWS(fromStorageText("not json"));
+    nlohmann::json record =
+        nlohmann::json::parse(toStorageText(Event{.id = "x", .source = "s", .receivedAt = {}, .payload = FluxEvent{}}));
     record["kind"] = "other";
-    CHECK_THROWS(fromStorageJson(record));
+    CHECK_THROWS(fromStorageText(record.dump()));
     record["v"] = 99;
-    CHECK_THROWS(fromStorageJson(record));
+    CHECK_THROWS(fromStorageText(record.dump()));
+}
+
+TEST_CASE("toStorageText refuses a Flux string that is not UTF-8 instead of storing it altered") {
+    FluxEvent flux;
+    flux.message = std::string("bad \xff byte");
+    const Event event{.id = "x", .source = "flux", .receivedAt = {}, .payload = flux};
+    CHECK_THROWS_AS(toStorageText(event), std::invalid_argument);
 }
 
 TEST_CASE("newEventId is 32 lower-case hex digits and unique") {

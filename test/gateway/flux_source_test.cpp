@@ -295,6 +295,34 @@ TEST_CASE("every shape error names the field") {
     }
 }
 
+TEST_CASE("the one-pass reader: the last duplicate wins, unknown members of any shape are skipped, key order is free") {
+    // A repeated member replaces the earlier one whole, as Go's decoder and a parsed tree do.
+    const auto repeated = parseFluxEvent(
+        R"({"involvedObject":{"kind":"Old","name":"old","uid":"u"},"severity":"error","message":"first",)"
+        R"("metadata":{"a":"1","b":"2"},"unknown":{"involvedObject":{"kind":"X"},"list":[{"severity":1},[null]]},)"
+        R"("involvedObject":{"kind":"K","name":"n"},"message":"m","reason":"r","reportingController":"c",)"
+        R"("metadata":{"b":"3","b":"4"},"severity":"info","extra":[1,{"a":{"b":"c"}}]})");
+    REQUIRE(std::holds_alternative<FluxEvent>(repeated));
+    const FluxEvent& event = std::get<FluxEvent>(repeated);
+    CHECK(event.involvedObject.kind == "K");
+    CHECK(event.involvedObject.name == "n");
+    CHECK(event.involvedObject.uid.empty());
+    CHECK(event.severity == "info");
+    CHECK(event.message == "m");
+    CHECK(event.metadata == std::map<std::string, std::string>{{"b", "4"}});
+
+    // A member that was an object and then something else is the something else, and back.
+    CHECK(parseError(R"({"involvedObject":{"kind":"K","name":"n"},"involvedObject":"x","severity":"info",)"
+                     R"("message":"m","reason":"r","reportingController":"c"})") == "involvedObject must be an object");
+    CHECK(std::holds_alternative<FluxEvent>(
+        parseFluxEvent(R"({"metadata":"x","metadata":{"a":"1"},"involvedObject":{"kind":"K","name":"n"},)"
+                       R"("severity":"info","message":"m","reason":"r","reportingController":"c"})")));
+
+    // Errors are checked in a fixed order, whatever order the members come in.
+    CHECK(parseError(R"({"reportingController":1,"severity":"bad","involvedObject":{"name":"n"}})") ==
+          "involvedObject.kind is required");
+}
+
 TEST_CASE("JSON syntax errors say so") {
     for (const std::string_view input : {"", "{", "{\"a\":}", "not json", "{} {}", "{\"a\":1,}"}) {
         const std::string error = parseError(input);
