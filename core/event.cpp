@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/crypto.hpp"
+#include "core/text.hpp"
 
 namespace fluxrelay {
 
@@ -48,12 +49,30 @@ std::size_t utf8SequenceLength(std::string_view text, std::size_t pos, std::uint
     return length;
 }
 
-// A JSON string literal escaped exactly as Go's encoding/json does with HTML escaping on.
-void appendGoString(std::string& out, std::string_view text) {
+// What a JSON string writer does with bytes that are not UTF-8.
+enum class InvalidUtf8 {
+    replace,  // U+FFFD for each invalid byte, as Go does
+    refuse,   // throw std::invalid_argument naming `what`
+};
+
+// True for the ASCII bytes a JSON string carries as they are (Go's HTML-safe set).
+constexpr bool plainAscii(unsigned char c) {
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&';
+}
+
+// A JSON string literal escaped exactly as Go's encoding/json does with HTML escaping on. Runs of
+// plain ASCII, most of any message, are copied whole.
+void appendGoString(std::string& out, std::string_view text, InvalidUtf8 invalid = InvalidUtf8::replace,
+                    std::string_view what = {}) {
     static constexpr char hex[] = "0123456789abcdef";
     out.push_back('"');
     std::size_t pos = 0;
     while (pos < text.size()) {
+        std::size_t run = pos;
+        while (run < text.size() && plainAscii(static_cast<unsigned char>(text[run]))) ++run;
+        out.append(text.data() + pos, run - pos);
+        pos = run;
+        if (pos == text.size()) break;
         const unsigned char c = static_cast<unsigned char>(text[pos]);
         if (c < 0x80) {
             switch (c) {
@@ -78,21 +97,10 @@ void appendGoString(std::string& out, std::string_view text) {
                 case '\t':
                     out += "\\t";
                     break;
-                case '<':
-                case '>':
-                case '&':
+                default:  // <, >, & and the other control characters
                     out += "\\u00";
                     out.push_back(hex[c >> 4]);
                     out.push_back(hex[c & 0x0f]);
-                    break;
-                default:
-                    if (c < 0x20) {
-                        out += "\\u00";
-                        out.push_back(hex[c >> 4]);
-                        out.push_back(hex[c & 0x0f]);
-                    } else {
-                        out.push_back(static_cast<char>(c));
-                    }
             }
             ++pos;
             continue;
@@ -100,6 +108,9 @@ void appendGoString(std::string& out, std::string_view text) {
         std::uint32_t codePoint = 0;
         const std::size_t length = utf8SequenceLength(text, pos, codePoint);
         if (length == 0) {
+            if (invalid == InvalidUtf8::refuse) {
+                throw std::invalid_argument(std::string(what) + " is not valid UTF-8");
+            }
             // Go replaces each invalid byte with U+FFFD.
             out += "\\ufffd";
             ++pos;
@@ -126,23 +137,10 @@ void appendField(std::string& out, bool& first, std::string_view name, const std
     appendGoString(out, value);
 }
 
-bool isValidUtf8(std::string_view text) {
-    std::uint32_t codePoint = 0;
-    for (std::size_t pos = 0; pos < text.size();) {
-        const std::size_t length = utf8SequenceLength(text, pos, codePoint);
-        if (length == 0) return false;
-        pos += length;
-    }
-    return true;
-}
-
 // A string of the storage record. Flux's fields are UTF-8 by the time they are stored (the JSON
 // parser and the config loader see to it); one that is not is refused rather than stored altered.
 void appendStorageString(std::string& out, std::string_view name, std::string_view value) {
-    if (!isValidUtf8(value)) {
-        throw std::invalid_argument(std::string(name) + " is not valid UTF-8");
-    }
-    appendGoString(out, value);
+    appendGoString(out, value, InvalidUtf8::refuse, name);
 }
 
 // `,"name":"value"`, the leading comma unless `first`.

@@ -48,6 +48,10 @@ std::size_t utf8SequenceLength(std::string_view text) {
 
 bool isValidUtf8(std::string_view text) {
     while (!text.empty()) {
+        if (static_cast<unsigned char>(text.front()) < 0x80) {
+            text.remove_prefix(1);
+            continue;
+        }
         const std::size_t length = utf8SequenceLength(text);
         if (length == 0) return false;
         text.remove_prefix(length);

@@ -60,11 +60,13 @@ public:
         }
     }
 
-    // From any thread: new deliveries may be due.
+    // From any thread: new deliveries may be due. One sleeping worker is enough to take them;
+    // it wakes the next should there be more than one batch (work()), so under load the others
+    // keep sending and claim what gathered meanwhile: fuller batches, fewer empty claims.
     void poke() {
         asio::post(strand_, [self = shared_from_this()] {
             ++self->workSeq_;
-            self->wakeAll();
+            self->wakeOne();
         });
     }
 
@@ -98,6 +100,9 @@ private:
                     co_await sleepUntil(refreshes ? earliest(claim.nextDue, nextRefresh_) : claim.nextDue);
                 }
                 continue;
+            }
+            if (claim.nextDue && *claim.nextDue <= Clock::now()) {
+                wakeOne();  // more is due than one batch: another worker takes it meanwhile
             }
             const auto started = Clock::now();
             if (!breaker_.allow(started)) {
@@ -329,6 +334,13 @@ private:
 
     void wakeAll() {
         for (asio::steady_timer* timer : sleepers_) timer->cancel();
+        sleepers_.clear();
+    }
+
+    void wakeOne() {
+        if (sleepers_.empty()) return;
+        (*sleepers_.begin())->cancel();
+        sleepers_.erase(sleepers_.begin());
     }
 
     // Remembered states outlive any retry schedule but not forever.

@@ -1,0 +1,145 @@
+// Each stage of ingest timed alone over bench/run.sh's event pool, so a missed target can be
+// explained with measurements: the signature check, the parse, routing's dedup key, the storage
+// record, and the spool's accept (with its group commit) with and without a dedup gate.
+//
+//   fluxrelay-bench-components POOL HMAC_KEY_FILE SPOOL_FOLDER [IN_FLIGHT]
+//
+// POOL is bench/run.sh's "signature<TAB>body" file. Prints one line per stage: CPU µs per event
+// (the whole process, so the spool's writer thread counts) and events/s on the wall clock.
+#include <time.h>
+
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <boost/asio/use_future.hpp>
+
+#include "config/config.hpp"
+#include "core/event.hpp"
+#include "filters/dedup.hpp"
+#include "gateway/flux_source.hpp"
+#include "storage/sqlite_storage.hpp"
+
+namespace {
+
+using namespace fluxrelay;
+
+double processSeconds() {
+    timespec now{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+    return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+// Runs `stage` over `count` events and prints its cost per event.
+template <class Stage>
+void measure(const char* name, std::size_t count, Stage stage) {
+    const double cpu0 = processSeconds();
+    const auto wall0 = std::chrono::steady_clock::now();
+    stage();
+    const double cpu = processSeconds() - cpu0;
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    std::printf("%-28s %8.2f µs CPU/event %10.0f events/s\n", name, cpu * 1e6 / static_cast<double>(count),
+                static_cast<double>(count) / wall);
+}
+
+// Accepts every event into a fresh spool with `inFlight` accepts outstanding at a time, as that
+// many connections would; with `gate`, each route holds a mode-flux dedup key as the bench's do.
+void acceptAll(const std::filesystem::path& folder, const std::vector<EventPtr>& events, std::size_t inFlight,
+               bool gate) {
+    std::filesystem::remove_all(folder);
+    auto storage = makeSqliteStorage(
+        StorageConfig{.path = folder.string(), .sync = SyncMode::normal, .maxQueuedDeliveries = 10'000'000}, {});
+    std::deque<std::future<AcceptResult>> pending;
+    std::size_t refused = 0;
+    const auto collect = [&] {
+        refused += pending.front().get().stored ? 0 : 1;
+        pending.pop_front();
+    };
+    for (const auto& event : events) {
+        std::vector<DedupGate> gates;
+        if (gate) {
+            gates.push_back({.kind = DedupGate::Kind::window,
+                             .label = "dedup mode flux",
+                             .key = "route:flux:" + fluxDedupKey(*event->flux()),
+                             .window = std::chrono::seconds(1),
+                             .renotify = {},
+                             .threshold = 0,
+                             .observation = {}});
+        }
+        AcceptRequest request{.event = event,
+                              .routes = {{.name = "route",
+                                          .dedup = std::move(gates),
+                                          .event = event,
+                                          .targets = {"alertmanager"},
+                                          .delay = {},
+                                          .coalesceKey = {}}},
+                              .idempotencyKey = {},
+                              .idempotencyWindow = {}};
+        pending.push_back(asyncAccept(*storage, std::move(request), boost::asio::use_future));
+        if (pending.size() >= inFlight) collect();
+    }
+    while (!pending.empty()) collect();
+    if (refused > 0) std::fprintf(stderr, "components: %zu accepts refused\n", refused);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: %s POOL HMAC_KEY_FILE SPOOL_FOLDER [IN_FLIGHT]\n", argv[0]);
+        return 2;
+    }
+    std::vector<std::pair<std::string, std::string>> pool;  // signature header, body
+    {
+        std::ifstream in(argv[1]);
+        for (std::string line; std::getline(in, line);) {
+            const auto tab = line.find('\t');
+            pool.emplace_back("sha256=" + line.substr(0, tab), line.substr(tab + 1));
+        }
+    }
+    std::string key;
+    std::getline(std::ifstream(argv[2]), key);
+    const std::size_t inFlight = argc > 4 ? std::stoul(argv[4]) : 32;
+    const std::size_t count = pool.size();
+    if (count == 0) return 2;
+
+    std::size_t failures = 0;
+    measure("verify X-Signature", count, [&] {
+        for (const auto& [signature, body] : pool) failures += verifyFluxSignature(key, signature, body) ? 0 : 1;
+    });
+    std::vector<EventPtr> events;
+    events.reserve(count);
+    measure("parse body (SAX)", count, [&] {
+        for (const auto& [signature, body] : pool) {
+            auto parsed = parseFluxEvent(body);
+            auto* flux = std::get_if<FluxEvent>(&parsed);
+            if (!flux) {
+                ++failures;
+                continue;
+            }
+            events.push_back(std::make_shared<const Event>(
+                Event{.id = newEventId(), .source = "flux", .receivedAt = Clock::now(), .payload = std::move(*flux)}));
+        }
+    });
+    std::size_t bytes = 0;
+    measure("dedup key (mode flux)", count, [&] {
+        for (const auto& event : events) bytes += fluxDedupKey(*event->flux()).size();
+    });
+    measure("storage record (text)", count, [&] {
+        for (const auto& event : events) bytes += toStorageText(*event).size();
+    });
+    measure("spool accept, no dedup", count, [&] { acceptAll(argv[3], events, inFlight, false); });
+    measure("spool accept, dedup gate", count, [&] { acceptAll(argv[3], events, inFlight, true); });
+    std::filesystem::remove_all(argv[3]);
+    if (failures > 0 || bytes == 0) {
+        std::fprintf(stderr, "components: %zu events failed to verify or parse\n", failures);
+        return 1;
+    }
+    return 0;
+}
