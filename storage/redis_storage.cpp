@@ -222,52 +222,22 @@ std::optional<std::pair<std::string, std::string>> streamEntry(const RedisReply&
     return std::make_pair(entry.elements[0].text, id->second);
 }
 
-// A lock for coroutines on one thread: accepts take turns on the transaction connection, whose
-// WATCH state is per connection.
-class TurnLock {
-public:
-    class Guard {
-    public:
-        explicit Guard(TurnLock* lock) : lock_(lock) {}
-        Guard(Guard&& other) noexcept : lock_(std::exchange(other.lock_, nullptr)) {}
-        Guard& operator=(Guard&&) = delete;
-        ~Guard() {
-            if (lock_) lock_->release();
-        }
-
-    private:
-        TurnLock* lock_;
-    };
-
-    asio::awaitable<Guard> acquire() {
-        while (held_) {
-            auto waiter = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
-                                                               asio::steady_timer::time_point::max());
-            waiters_.push_back(waiter);
-            co_await waiter->async_wait(asio::as_tuple(asio::use_awaitable));
-        }
-        held_ = true;
-        co_return Guard(this);
-    }
-
-private:
-    void release() {
-        held_ = false;
-        if (!waiters_.empty()) {
-            waiters_.front()->cancel();
-            waiters_.pop_front();
-        }
-    }
-
-    bool held_ = false;
-    std::deque<std::shared_ptr<asio::steady_timer>> waiters_;
-};
 
 // An accept with its events already in storage form (serialised on the caller's thread).
 struct PreparedAccept {
     AcceptRequest request;
     std::vector<std::string> routeBodies;  // per route, its form of the event
 };
+
+struct PendingAccept {
+    std::shared_ptr<PreparedAccept> prepared;
+    asio::any_completion_handler<void(AcceptResult)> handler;
+};
+
+// Accepts decided in one transaction at most; and waiting at most, past which they are refused
+// as busy rather than held in memory while Redis is slow.
+constexpr std::size_t kMaxAcceptBatch = 256;
+constexpr std::size_t kMaxWaitingAccepts = 8192;
 
 class RedisStorage final : public Storage {
 public:
@@ -316,11 +286,19 @@ public:
             return;
         }
         prepared->request = std::move(request);
-        spawn<AcceptResult>(
-            std::move(handler), [this, prepared] { return doAccept(prepared); },
-            [](const std::string& why) {
-                return AcceptResult{.stored = false, .error = "storage unavailable: " + why};
-            });
+        asio::post(io_, [this, pending = PendingAccept{std::move(prepared), std::move(handler)}]() mutable {
+            if (accepts_.size() >= kMaxWaitingAccepts) {
+                complete(std::move(pending.handler),
+                         AcceptResult{.stored = false,
+                                      .error = "storage busy: " + std::to_string(accepts_.size()) + " accepts waiting"});
+                return;
+            }
+            accepts_.push_back(std::move(pending));
+            if (!accepting_) {
+                accepting_ = true;
+                asio::co_spawn(io_, drainAccepts(), asio::detached);
+            }
+        });
     }
 
     void claim(std::string target, std::size_t max, TimePoint now,
@@ -388,9 +366,10 @@ private:
     // writes become commands of its MULTI.
     class AcceptWrites final : public AcceptSteps {
     public:
+        // `held` and `nextId` are the batch's: each accept of it counts on from the one before.
         AcceptWrites(const RedisStorage& spool, const PreparedAccept& prepared,
-                     std::map<std::string, std::optional<std::string>>& values, std::uint64_t held,
-                     std::uint64_t nextId, std::vector<std::vector<std::string>>& writes, TimePoint now)
+                     std::map<std::string, std::optional<std::string>>& values, std::uint64_t& held,
+                     std::uint64_t& nextId, std::vector<std::vector<std::string>>& writes, TimePoint now)
             : spool_(spool), prepared_(prepared), values_(values), held_(held), nextId_(nextId), writes_(writes),
               now_(now) {}
 
@@ -415,6 +394,7 @@ private:
         }
         void holdIdempotencyKey(const std::string& key, TimePoint expiry) override {
             writes_.push_back({"SET", spool_.key("idem", key), "1", "PXAT", expiryMillis(expiry)});
+            values_[spool_.key("idem", key)] = "1";  // a later accept of the same batch sees it held
         }
         std::size_t deliveriesHeld() override { return held_; }
         void enqueue(std::size_t routeIndex, const AcceptRequest::Route& route, const std::string& target,
@@ -464,8 +444,8 @@ private:
         const RedisStorage& spool_;
         const PreparedAccept& prepared_;
         std::map<std::string, std::optional<std::string>>& values_;
-        std::uint64_t held_;
-        std::uint64_t nextId_;
+        std::uint64_t& held_;
+        std::uint64_t& nextId_;
         std::vector<std::vector<std::string>>& writes_;
         TimePoint now_;
     };
@@ -522,28 +502,52 @@ private:
 
     // ---- Accept ----------------------------------------------------------------------------------
 
-    asio::awaitable<AcceptResult> doAccept(std::shared_ptr<PreparedAccept> prepared) {
-        const AcceptRequest& request = prepared->request;
-        auto turn = co_await txLock_.acquire();
-        std::size_t newDeliveries = 0;
-        for (const auto& route : request.routes) newDeliveries += route.targets.size();
-        const std::string idempotencyKey = request.idempotencyKey.empty() ? "" : key("idem", request.idempotencyKey);
+    // Accepts waiting meanwhile go together: one WATCH and one MULTI/EXEC for all of them, as the
+    // SQLite spool commits a burst in one transaction. Runs while accepts_ has any.
+    asio::awaitable<void> drainAccepts() {
+        while (!accepts_.empty()) {
+            std::vector<PendingAccept> batch;
+            while (!accepts_.empty() && batch.size() < kMaxAcceptBatch) {
+                batch.push_back(std::move(accepts_.front()));
+                accepts_.pop_front();
+            }
+            std::vector<AcceptResult> results;
+            try {
+                results = co_await acceptBatch(batch);
+            } catch (const std::exception& error) {
+                results.assign(batch.size(), AcceptResult{.stored = false, .error = std::string("storage unavailable: ") +
+                                                                                    error.what()});
+            }
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                complete(std::move(batch[i].handler), std::move(results[i]));
+            }
+        }
+        accepting_ = false;
+    }
 
+    asio::awaitable<std::vector<AcceptResult>> acceptBatch(const std::vector<PendingAccept>& batch) {
+        std::size_t newDeliveries = 0;
+        for (const auto& pending : batch) {
+            for (const auto& route : pending.prepared->request.routes) newDeliveries += route.targets.size();
+        }
         for (int attempt = 0; attempt < tuning_.maxTransactionAttempts; ++attempt) {
             auto tx = connection(tx_);
             const auto now = Clock::now();
-            // Every key the decision reads is watched: should another replica write one before
-            // EXEC, the transaction does nothing and is decided again.
+            // Every key the decisions read is watched: should another replica write one before
+            // EXEC, the transaction does nothing and all of them are decided again.
             std::vector<std::string> watched;
+            std::set<std::string> seen;
             const auto watch = [&](std::string name) {
-                if (std::find(watched.begin(), watched.end(), name) == watched.end())
-                    watched.push_back(std::move(name));
+                if (seen.insert(name).second) watched.push_back(std::move(name));
             };
-            if (!idempotencyKey.empty()) watch(idempotencyKey);
-            for (const auto& route : request.routes) {
-                for (const auto& gate : route.dedup) watch(key("gate", gate.key));
-                if (route.coalesceKey.empty()) continue;
-                for (const auto& target : route.targets) watch(coalesceKey(target, route.coalesceKey));
+            for (const auto& pending : batch) {
+                const AcceptRequest& request = pending.prepared->request;
+                if (!request.idempotencyKey.empty()) watch(key("idem", request.idempotencyKey));
+                for (const auto& route : request.routes) {
+                    for (const auto& gate : route.dedup) watch(key("gate", gate.key));
+                    if (route.coalesceKey.empty()) continue;
+                    for (const auto& target : route.targets) watch(coalesceKey(target, route.coalesceKey));
+                }
             }
             std::vector<std::vector<std::string>> reads;
             if (!watched.empty()) {
@@ -551,7 +555,7 @@ private:
                 reads.push_back(command({"MGET"}, watched));
             }
             reads.push_back({"GET", key("held")});
-            // Ids for every delivery this accept may create; those left unused are skipped.
+            // Ids for every delivery these accepts may create; those left unused are skipped.
             reads.push_back({"INCRBY", key("seq"), std::to_string(std::max<std::size_t>(newDeliveries, 1))});
             auto replies = co_await tx->pipeline(std::move(reads));
             const bool failed = std::any_of(replies.begin(), replies.end(), [](const auto& r) { return r.isError(); });
@@ -566,19 +570,24 @@ private:
                 values[watched[i]] = value.isNil() ? std::nullopt : std::optional<std::string>(value.text);
             }
             const RedisReply& heldReply = replies[replies.size() - 2];
-            const std::uint64_t held = heldReply.isNil() ? 0 : std::stoull(heldReply.text);
+            std::uint64_t held = heldReply.isNil() ? 0 : std::stoull(heldReply.text);
             const auto lastId = static_cast<std::uint64_t>(replies.back().integer);
-            const std::uint64_t nextId = lastId - std::max<std::size_t>(newDeliveries, 1) + 1;
+            std::uint64_t nextId = lastId - std::max<std::size_t>(newDeliveries, 1) + 1;
+            const std::uint64_t heldBefore = held;
 
             std::vector<std::vector<std::string>> writes{{"MULTI"}};
-            AcceptWrites steps(*this, *prepared, values, held, nextId, writes, now);
-            AcceptResult result = runAccept(request, steps, maxQueued_, now);
-            if (!result.stored || result.duplicateEvent) {
-                co_await unwatch(*tx);
-                co_return result;
+            std::vector<AcceptResult> results;
+            std::vector<std::string> woken;
+            for (const auto& pending : batch) {
+                AcceptWrites steps(*this, *pending.prepared, values, held, nextId, writes, now);
+                results.push_back(runAccept(pending.prepared->request, steps, maxQueued_, now));
+                woken.insert(woken.end(), steps.woken.begin(), steps.woken.end());
             }
-            const std::size_t created = steps.created;
-            if (created > 0) writes.push_back({"INCRBY", key("held"), std::to_string(created)});
+            if (writes.size() == 1) {  // duplicates and refusals only: nothing to write
+                co_await unwatch(*tx);
+                co_return results;
+            }
+            if (held > heldBefore) writes.push_back({"INCRBY", key("held"), std::to_string(held - heldBefore)});
             writes.push_back({"EXEC"});
             const auto committed = co_await tx->pipeline(std::move(writes));
             const RedisReply& exec = committed.back();
@@ -587,11 +596,12 @@ private:
             for (const auto& reply : exec.elements) {
                 if (reply.isError()) spdlog::error("storage: redis: part of an accept failed: {}", reply.text);
             }
-            notify(std::move(steps.woken));
-            co_return result;
+            notify(std::move(woken));
+            co_return results;
         }
-        co_return AcceptResult{.stored = false,
-                               .error = "storage busy: dedup state kept changing under concurrent accepts"};
+        co_return std::vector<AcceptResult>(
+            batch.size(),
+            AcceptResult{.stored = false, .error = "storage busy: dedup state kept changing under concurrent accepts"});
     }
 
     static asio::awaitable<void> unwatch(RedisConnection& tx) {
@@ -1083,8 +1093,10 @@ private:
     asio::steady_timer timer_;
     bool stopping_ = false;
     std::shared_ptr<RedisConnection> cmd_;  // claims, settlements, values: pipelined
-    std::shared_ptr<RedisConnection> tx_;   // accepts, one transaction at a time
-    TurnLock txLock_;
+    std::shared_ptr<RedisConnection> tx_;   // accepts, one batch's transaction at a time
+    // Accepts waiting for the transaction connection (io_ thread only), taken a batch at a time.
+    std::deque<PendingAccept> accepts_;
+    bool accepting_ = false;
     std::set<std::string> groups_;  // targets whose consumer group is known to exist
     std::unordered_map<std::uint64_t, Lease> leased_;
     std::vector<Settlement> unsettled_;

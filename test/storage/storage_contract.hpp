@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -252,6 +253,40 @@ TEST_CASE_TEMPLATE_DEFINE("a redelivery refused while the queue was full is acce
     CHECK(accept(storage, redelivery()).duplicateEvent);
 }
 
+TEST_CASE_TEMPLATE_DEFINE("accepts sent together are decided one after another: one key, one delivery", F,
+                          contract_concurrent_accepts) {
+    using namespace contract;
+    F fixture(1000);
+    Storage& storage = *fixture.storage;
+    // Each key twice in a row, all sent without waiting: a spool that batches decides many pairs
+    // inside one transaction, where the second of a pair must see what the first took.
+    constexpr int kKeys = 40;
+    std::vector<std::future<AcceptResult>> deliveries;
+    std::vector<std::future<AcceptResult>> gated;
+    for (int i = 0; i < 2 * kKeys; ++i) {
+        const std::string key = std::to_string(i / 2);
+        auto push = request("push-" + std::to_string(i), "", {"reconcile"});
+        push.idempotencyKey = "github-delivery:" + key;
+        push.idempotencyWindow = std::chrono::hours(1);
+        deliveries.push_back(asyncAccept(storage, std::move(push), asio::use_future));
+        gated.push_back(asyncAccept(storage, request("fail-" + std::to_string(i), "errors:" + key), asio::use_future));
+    }
+    int firstDeliveries = 0;
+    int forwarded = 0;
+    for (int i = 0; i < 2 * kKeys; ++i) {
+        const auto delivery = deliveries[static_cast<std::size_t>(i)].get();
+        CHECK(delivery.stored);
+        firstDeliveries += delivery.duplicateEvent ? 0 : 1;
+        const auto gate = gated[static_cast<std::size_t>(i)].get();
+        CHECK(gate.stored);
+        forwarded += gate.suppressed.empty() ? 1 : 0;
+    }
+    CHECK(firstDeliveries == kKeys);
+    CHECK(forwarded == kKeys);
+    CHECK(claim(storage, "reconcile", 1000).deliveries.size() == kKeys);
+    CHECK(claim(storage, "am", 1000).deliveries.size() == kKeys);
+}
+
 TEST_CASE_TEMPLATE_DEFINE("values are kept, overwritten, expired and erased", F, contract_values) {
     using namespace contract;
     F fixture(100);
@@ -325,6 +360,7 @@ TEST_CASE_TEMPLATE_DEFINE("each route delivers its own form of the event", F, co
     TEST_CASE_TEMPLATE_INVOKE(contract_bound, Fixture);          \
     TEST_CASE_TEMPLATE_INVOKE(contract_idempotency, Fixture);    \
     TEST_CASE_TEMPLATE_INVOKE(contract_redelivery_after_full, Fixture); \
+    TEST_CASE_TEMPLATE_INVOKE(contract_concurrent_accepts, Fixture); \
     TEST_CASE_TEMPLATE_INVOKE(contract_values, Fixture);         \
     TEST_CASE_TEMPLATE_INVOKE(contract_debounce, Fixture);       \
     TEST_CASE_TEMPLATE_INVOKE(contract_route_event, Fixture)
