@@ -132,6 +132,15 @@ void Metrics::countDelivery(std::string_view target, std::string_view outcome, d
     histogram.sum += seconds;
 }
 
+void Metrics::countBatch(std::string_view target) {
+    std::lock_guard lock(mutex_);
+    auto it = batches_.find(target);
+    if (it == batches_.end()) {
+        it = batches_.emplace(std::string(target), 0.0).first;
+    }
+    it->second += 1;
+}
+
 void Metrics::setQueue(std::string_view target, std::uint64_t depth, std::uint64_t deadLetters) {
     std::lock_guard lock(mutex_);
     auto it = queues_.find(target);
@@ -172,6 +181,12 @@ std::string Metrics::render() const {
         for (const auto& [labels, value] : deliveries_) {
             out << "fluxrelay_deliveries_total{target=\"" << escapeLabelValue(labels.first) << "\",outcome=\""
                 << escapeLabelValue(labels.second) << "\"} " << number(value) << '\n';
+        }
+        header(out, "fluxrelay_delivery_batches_total", "counter",
+               "Batches of deliveries tried per target; deliveries per batch = deliveries_total / this.");
+        for (const auto& [target, value] : batches_) {
+            out << "fluxrelay_delivery_batches_total{target=\"" << escapeLabelValue(target) << "\"} " << number(value)
+                << '\n';
         }
         header(out, "fluxrelay_delivery_duration_seconds", "histogram", "Duration of delivery attempts per target.");
         for (const auto& [target, histogram] : durations_) {

@@ -19,6 +19,8 @@ public:
     void countRejected(std::string_view source, std::string_view reason);
     void countDropped(std::string_view route, std::string_view reason);
     void countDelivery(std::string_view target, std::string_view outcome, double seconds);
+    // One batch of deliveries tried at a target (one request, or none when nothing needed sending).
+    void countBatch(std::string_view target);
     // Per target: deliveries waiting (queued or in flight) and dead letters held.
     void setQueue(std::string_view target, std::uint64_t depth, std::uint64_t deadLetters);
     void setConfigReload(bool successful, TimePoint at);
@@ -43,6 +45,7 @@ private:
     std::map<Labels2, double> rejected_;
     std::map<Labels2, double> dropped_;
     std::map<Labels2, double> deliveries_;
+    std::map<std::string, double, std::less<>> batches_;
     std::map<std::string, Histogram, std::less<>> durations_;
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>, std::less<>> queues_;  // depth, dead
     bool reloadSuccessful_ = true;

@@ -32,6 +32,8 @@ public:
         journal_.attempted(report);
     }
 
+    void onBatch(std::string_view target, std::size_t) override { metrics_.countBatch(target); }
+
     Metrics& metrics() { return metrics_; }
     const Journal& journal() const { return journal_; }
 

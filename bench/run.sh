@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# fluxrelay's benchmark (issue #10): ingest against nginx and webhook, end to end into a real
-# Alertmanager, memory and start-up — one run, one machine, one table, written to bench/results.md.
+# fluxrelay's benchmark: ingest against nginx and webhook, end to end into a real Alertmanager and
+# Alertmanager fed straight by wrk, the Redis spool, each stage of ingest alone, the allocator
+# compared, memory and start-up — one run, one machine, one table, written to bench/results.md.
 #
 #   bench/run.sh                       installs what is missing (Debian), builds build-bench/ in
 #                                      Release, runs everything (~6 minutes with the defaults)
@@ -309,7 +310,7 @@ YAML
     done
   } > "$work/$name.yaml"
   # RELAY_PRELOAD: a library to preload (the allocator comparison); env execs, so the pid is the relay's.
-  env ${RELAY_PRELOAD:+LD_PRELOAD=$RELAY_PRELOAD} "$binary" serve --config "$work/$name.yaml" --log-level "${RELAY_LOG_LEVEL:-warn}" 2>>"$work/$name.log" &
+  env ${RELAY_PRELOAD:+LD_PRELOAD=$RELAY_PRELOAD} "$binary" serve --config "$work/$name.yaml" --log-level warn 2>>"$work/$name.log" &
   relay_pid=$!
   pids+=("$relay_pid")
   wait_http "http://127.0.0.1:$relay_admin/readyz" || { tail -20 "$work/$name.log" >&2; die "fluxrelay ($name) not ready"; }
@@ -554,27 +555,23 @@ relay_ticks1=$(cpu_ticks "$relay_pid"); am_ticks1=$(cpu_ticks "$am_pid")
 am1=$(am_received)
 relay_alive e2e
 e2e_seconds=$(seconds "$E2E_DURATION")
-e2e_rate=$(awk -v a=$((am1 - am0)) -v s="$e2e_seconds" 'BEGIN {printf "%.0f", a / s}')
+e2e_received=$((am1 - am0))
+e2e_rate=$(awk -v a="$e2e_received" -v s="$e2e_seconds" 'BEGIN {printf "%.0f", a / s}')
 # Who used the two CPUs meanwhile: the share of one CPU, and CPU time per alert.
 cpu_share() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v s="$e2e_seconds" 'BEGIN {printf "%.2f", t / hz / s}'; }
-cpu_per_alert() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n=$((am1 - am0)) 'BEGIN {printf "%.0f", t / hz * 1e6 / (n ? n : 1)}'; }
+cpu_per_alert() { cpu_per "$1" "$e2e_received"; }
 e2e_relay_cpu=$(cpu_share $((relay_ticks1 - relay_ticks0))); e2e_relay_us=$(cpu_per_alert $((relay_ticks1 - relay_ticks0)))
 e2e_am_cpu=$(cpu_share $((am_ticks1 - am_ticks0))); e2e_am_us=$(cpu_per_alert $((am_ticks1 - am_ticks0)))
 left=$(queue_depth)
 t0=$(date +%s.%N)
 for _ in $(seq 1200); do [ "$(queue_depth)" -eq 0 ] && break; sleep 0.1; done
 catch_up=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
-log "e2e: accepted $(field "$e2e" accepted), Alertmanager received $((am1 - am0)) in $E2E_DURATION; $left queued at the end, gone after ${catch_up}s"
+log "e2e: accepted $(field "$e2e" accepted), Alertmanager received $e2e_received in $E2E_DURATION; $left queued at the end, gone after ${catch_up}s"
+# The alerts per POST fluxrelay sent in that run: its deliveries over its batches.
+e2e_batch=$(awk -v d="$(metric "http://127.0.0.1:$relay_admin/metrics" fluxrelay_deliveries_total)" \
+  -v b="$(metric "http://127.0.0.1:$relay_admin/metrics" fluxrelay_delivery_batches_total)" \
+  'BEGIN {n = b ? d / b : 1; printf "%d", (n < 1 ? 1 : n + 0.5)}')
 stop_relay e2e
-
-# The alerts per POST fluxrelay sends under this load: the same run for a few seconds with debug
-# logging, which names each batch delivered (not in the measured run: logging costs CPU).
-RELAY_LOG_LEVEL=debug start_relay batches "http://127.0.0.1:$am_port/api/v2/alerts"
-run_wrk "http://127.0.0.1:$relay_ingest/flux/events" "$E2E_CONNECTIONS" 5s >/dev/null
-relay_alive batches
-stop_relay batches
-e2e_batch=$(sed -n 's/.*target alertmanager: delivered \([0-9]*\) in .*/\1/p' "$work/batches.log" \
-  | awk '{n++; s += $1} END {b = n ? s / n : 1; printf "%d", (b < 1 ? 1 : b + 0.5)}')
 
 # What Alertmanager accepts by itself: the same alerts (as fluxrelay builds them from the pool's
 # events), in batches of the size fluxrelay sent, posted straight to it by wrk in the same minute.
@@ -598,11 +595,11 @@ with open(out, "w") as f:
     for i in range(0, len(alerts) - batch + 1, batch):
         f.write("-\t" + json.dumps(alerts[i:i + batch], separators=(",", ":")) + "\n")
 PY
-am_ticks0=$(cpu_ticks "$am_pid"); am0=$(am_received)
+direct_ticks0=$(cpu_ticks "$am_pid"); direct0=$(am_received)
 direct=$(BENCH_POOL="$work/alerts.txt" BENCH_OK_STATUS=200 run_wrk "http://127.0.0.1:$am_port/api/v2/alerts" "$E2E_CONNECTIONS" "$E2E_DURATION")
-am_ticks1=$(cpu_ticks "$am_pid"); am1=$(am_received)
-direct_rate=$(awk -v a=$((am1 - am0)) -v s="$e2e_seconds" 'BEGIN {printf "%.0f", a / s}')
-direct_am_us=$(cpu_per $((am_ticks1 - am_ticks0)) $((am1 - am0)))
+direct_ticks1=$(cpu_ticks "$am_pid"); direct1=$(am_received)
+direct_rate=$(awk -v a=$((direct1 - direct0)) -v s="$e2e_seconds" 'BEGIN {printf "%.0f", a / s}')
+direct_am_us=$(cpu_per $((direct_ticks1 - direct_ticks0)) $((direct1 - direct0)))
 [ "$(field "$direct" other)" = 0 ] || log "Alertmanager answered other than 200 to $(field "$direct" other) batches: $direct"
 e2e_ratio=$(awk -v a="$e2e_rate" -v b="$direct_rate" 'BEGIN {printf "%.2f", b ? a / b : 0}')
 log "Alertmanager alone: ${direct_rate} alerts/s in batches of ${e2e_batch} (${direct_am_us} µs CPU per alert); fluxrelay end to end ${e2e_rate}/s = ${e2e_ratio} ×"
@@ -827,7 +824,7 @@ means the server could not keep up.
 
 - **Sustained**: $E2E_CONNECTIONS connections for $E2E_DURATION posting to fluxrelay with a live Alertmanager as target
   (\`maxBatch: 64\`, default 4 workers): $(field "$e2e" accepted) events accepted ($(field "$e2e" rps | cut -d. -f1)/s),
-  Alertmanager received $((am1 - am0)) alerts in that time (\`alertmanager_alerts_received_total\`) = **${e2e_rate}/s**.
+  Alertmanager received ${e2e_received} alerts in that time (\`alertmanager_alerts_received_total\`) = **${e2e_rate}/s**.
   $left deliveries were still queued when the load stopped; the queue was empty ${catch_up} s later.
   Meanwhile fluxrelay used ${e2e_relay_cpu} of a CPU (${e2e_relay_us} µs per alert, ingest and delivery together),
   Alertmanager ${e2e_am_cpu} (${e2e_am_us} µs per alert); the load generator had the rest of the $(nproc) CPUs.

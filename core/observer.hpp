@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,6 +42,8 @@ public:
     virtual void onRejected(std::string_view source, int status, std::string_view reason, std::string_view error) = 0;
     virtual void onAccepted(const Event& event, std::span<const RouteFate> routes) = 0;
     virtual void onAttempt(const AttemptReport& report) = 0;
+    // One batch tried at a target, carrying `deliveries` (each also reported by onAttempt).
+    virtual void onBatch(std::string_view target, std::size_t deliveries) = 0;
 };
 
 // Observes nothing: for tests and one-shot commands.
@@ -50,6 +53,7 @@ public:
     void onRejected(std::string_view, int, std::string_view, std::string_view) override {}
     void onAccepted(const Event&, std::span<const RouteFate>) override {}
     void onAttempt(const AttemptReport&) override {}
+    void onBatch(std::string_view, std::size_t) override {}
 };
 
 }  // namespace fluxrelay

@@ -281,6 +281,7 @@ private:
 
     void report(const std::vector<Delivery>& batch, const std::vector<Settlement>& settled,
                 std::chrono::milliseconds elapsed) {
+        observer_.onBatch(target_.name, batch.size());
         for (std::size_t i = 0; i < batch.size(); ++i) {
             static constexpr std::string_view kOutcomes[] = {"delivered", "retry", "dead", "released"};
             observer_.onAttempt({.eventId = batch[i].event->id,

@@ -39,6 +39,17 @@ TEST_CASE("the delivery histogram is cumulative and ends with +Inf") {
     CHECK(contains(text, "fluxrelay_delivery_duration_seconds_count{target=\"am\"} 3\n"));
 }
 
+TEST_CASE("batches are counted per target, apart from the deliveries they carry") {
+    Metrics metrics;
+    metrics.countBatch("am");
+    metrics.countBatch("am");
+    metrics.countBatch("github");
+    const auto text = metrics.render();
+    CHECK(contains(text, "# TYPE fluxrelay_delivery_batches_total counter\n"));
+    CHECK(contains(text, "fluxrelay_delivery_batches_total{target=\"am\"} 2\n"));
+    CHECK(contains(text, "fluxrelay_delivery_batches_total{target=\"github\"} 1\n"));
+}
+
 TEST_CASE("label values are escaped") { CHECK(escapeLabelValue("a\"b\\c\nd") == "a\\\"b\\\\c\\nd"); }
 
 TEST_CASE("a failed reload shows as 0") {

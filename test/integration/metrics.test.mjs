@@ -29,6 +29,10 @@ describe('metrics', () => {
     assert.equal(metricSample(text, 'fluxrelay_events_rejected_total', { source: 'flux', reason: 'signature' }), 1);
     assert.equal(metricSample(text, 'fluxrelay_events_dropped_total', { route: 'all-to-alertmanager', reason: 'exclusion' }), 1);
     assert.ok(metricSample(text, 'fluxrelay_delivery_duration_seconds_count', { target: 'alertmanager' }) >= 1);
+    // One delivery so far, in one batch: a batch is never counted without what it carried.
+    const batches = metricSample(text, 'fluxrelay_delivery_batches_total', { target: 'alertmanager' });
+    assert.ok(batches >= 1 && batches <= metricSample(text, 'fluxrelay_deliveries_total', { target: 'alertmanager', outcome: 'delivered' }),
+      `batches ${batches}`);
     assert.equal(metricSample(text, 'fluxrelay_config_last_reload_successful'), 1);
     assert.ok(metricSample(text, 'process_resident_memory_bytes') > 0);
     assert.equal(metricSample(text, 'fluxrelay_build_info'), 1);
