@@ -20,8 +20,9 @@
 #   QUEUED [100000]         deliveries queued for the memory measurement
 #   POOL [30000]            distinct pre-signed events the load generator cycles through
 #   STARTUP_RUNS [5]        exec → /readyz 200 measurements (median reported)
-#   PERF [1], PERF_AT [32]  profile fluxrelay with perf (when installed) during the ingest run at
-#                           PERF_AT connections; its top symbols go into the report (PERF=0: off)
+#   PERF [1], PERF_AT [32]  profile fluxrelay with perf (when installed) in an ingest run of its own
+#                           at PERF_AT connections, the connections of the allocator, Redis and
+#                           floor runs too; its top symbols go into the report (PERF=0: off)
 #   RESULTS [bench/results.md]  where the report goes
 #
 # The events: pre-generated, each ~1 KB, HMAC-SHA256 signed (python3's hmac), every one a
@@ -437,30 +438,8 @@ for c in $CONCURRENCY; do
   # The target is a closed port: only ingest and the spool work (deliveries wait, breaker open).
   start_relay "ingest-$c" "http://127.0.0.1:$(free_port)/api/v2/alerts"
   ticks0=$(cpu_ticks "$relay_pid")
-  perf_pid=
-  if [ "$c" = "$PERF_AT" ] && [ "$PERF" != 0 ] && command -v perf >/dev/null; then
-    # Where fluxrelay's CPU goes at this concurrency: a sampled profile over most of the run.
-    # With call graphs (dwarf: a Release build has no frame pointers), for the inclusive view.
-    perf record -q -F 199 --call-graph dwarf,16384 -p "$relay_pid" -o "$work/perf.data" -- sleep "$(awk -v d="$(seconds "$DURATION")" 'BEGIN {print d * 0.8}')" \
-      >/dev/null 2>&1 &
-    perf_pid=$!
-  fi
   relay=$(run_wrk "http://127.0.0.1:$relay_ingest/flux/events" "$c" "$DURATION")
   ticks1=$(cpu_ticks "$relay_pid")
-  if [ -n "$perf_pid" ]; then
-    wait "$perf_pid" || true
-    perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
-      | awk '/^ +[0-9.]+%/ {line = $0; sub(/^ +/, "", line); print substr(line, 1, 150)}' | head -20 > "$work/profile.txt" || true
-    # Inclusive: each of fluxrelay's own functions with everything it calls, and the spool's
-    # commit and checkpoint; template arguments cut, so a line names the function.
-    perf report -i "$work/perf.data" --children --sort sym -g none --stdio 2>/dev/null \
-      | awk '/^ +[0-9.]+%/ && $1 + 0 >= 1.5 {
-          name = $0; sub(/^.*\[[.k]\] /, "", name)
-          while (gsub(/<[^<>]*>/, "", name)) {}
-          gsub(/\(anonymous namespace\)::/, "", name); sub(/\[abi:cxx11\]/, "", name)
-          if (name ~ /^fluxrelay::|^sqlite3WalFrames|^sqlite3WalCheckpoint|^tcp_sendmsg *$|^tcp_recvmsg *$/)
-            printf "%7s  %s\n", $1, substr(name, 1, 110)}' | awk '!seen[$2]++' | head -28 > "$work/profile-inclusive.txt" || true
-  fi
   relay_alive "ingest-$c"
   duplicates_seen=$((duplicates_seen + $(duplicates)))
   stop_relay "ingest-$c"
@@ -483,6 +462,30 @@ for c in $CONCURRENCY; do
   if awk -v a="$nr" -v b="${best[nginx]:-0}" 'BEGIN {exit !(a > b)}'; then best[nginx]=$nr; fi
   if awk -v a="$wr" -v b="${best[webhook]:-0}" 'BEGIN {exit !(a > b)}'; then best[webhook]=$wr; fi
 done
+# Where fluxrelay's CPU goes at PERF_AT connections: a sampled profile over most of a run of its
+# own, since sampling with call graphs (dwarf: a Release build has no frame pointers) costs the
+# profiled process CPU that the rows above must not include.
+if [ "$PERF" != 0 ] && command -v perf >/dev/null; then
+  start_relay profile "http://127.0.0.1:$(free_port)/api/v2/alerts"
+  perf record -q -F 199 --call-graph dwarf,16384 -p "$relay_pid" -o "$work/perf.data" -- sleep "$(awk -v d="$(seconds "$DURATION")" 'BEGIN {print d * 0.8}')" \
+    >/dev/null 2>&1 &
+  perf_pid=$!
+  run_wrk "http://127.0.0.1:$relay_ingest/flux/events" "$PERF_AT" "$DURATION" >/dev/null
+  wait "$perf_pid" || true
+  relay_alive profile
+  stop_relay profile
+  perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
+    | awk '/^ +[0-9.]+%/ {line = $0; sub(/^ +/, "", line); print substr(line, 1, 150)}' | head -20 > "$work/profile.txt" || true
+  # Inclusive: each of fluxrelay's own functions with everything it calls, and the spool's
+  # commit and checkpoint; template arguments cut, so a line names the function.
+  perf report -i "$work/perf.data" --children --sort sym -g none --stdio 2>/dev/null \
+    | awk '/^ +[0-9.]+%/ && $1 + 0 >= 1.5 {
+        name = $0; sub(/^.*\[[.k]\] /, "", name)
+        while (gsub(/<[^<>]*>/, "", name)) {}
+        gsub(/\(anonymous namespace\)::/, "", name); sub(/\[abi:cxx11\]/, "", name)
+        if (name ~ /^fluxrelay::|^sqlite3WalFrames|^sqlite3WalCheckpoint|^tcp_sendmsg *$|^tcp_recvmsg *$/)
+          printf "%7s  %s\n", $1, substr(name, 1, 110)}' | awk '!seen[$2]++' | head -28 > "$work/profile-inclusive.txt" || true
+fi
 stop_pid "$webhook_pid"
 stop_pid "$nginx_pid"
 
@@ -755,7 +758,8 @@ profile_section=
 if [ -s "$work/profile.txt" ]; then
   fence='```'
   profile_section="
-Where fluxrelay's CPU went during the ingest run at $PERF_AT connections (perf, self time, top symbols):
+Where fluxrelay's CPU went in a profiled ingest run at $PERF_AT connections, apart from the measured
+rows (perf, self time, top symbols):
 
 $fence
 $(cat "$work/profile.txt")
