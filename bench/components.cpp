@@ -2,9 +2,10 @@
 // explained with measurements: the signature check, the parse, routing's dedup key, the storage
 // record, and the spool's accept (with its group commit) with and without a dedup gate.
 //
-//   fluxrelay-bench-components POOL HMAC_KEY_FILE SPOOL_FOLDER [IN_FLIGHT]
+//   fluxrelay-bench-components POOL HMAC_KEY_FILE SPOOL_FOLDER [IN_FLIGHT [REDIS_PORT]]
 //
-// POOL is bench/run.sh's "signature<TAB>body" file. Prints one line per stage: CPU µs per event
+// POOL is bench/run.sh's "signature<TAB>body" file. With REDIS_PORT, the accepts are also timed
+// into the Redis spool at 127.0.0.1:REDIS_PORT (its server's CPU is not counted). Prints one line per stage: CPU µs per event
 // (the whole process, so the spool's writer thread counts) and events/s on the wall clock.
 #include <time.h>
 
@@ -16,9 +17,11 @@
 #include <future>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/use_future.hpp>
+#include <spdlog/spdlog.h>
 
 #include "config/config.hpp"
 #include "core/event.hpp"
@@ -50,11 +53,8 @@ void measure(const char* name, std::size_t count, Stage stage) {
 
 // Accepts every event into a fresh spool with `inFlight` accepts outstanding at a time, as that
 // many connections would; with `gate`, each route holds a mode-flux dedup key as the bench's do.
-void acceptAll(const std::filesystem::path& folder, const std::vector<EventPtr>& events, std::size_t inFlight,
+void acceptAll(std::unique_ptr<Storage> storage, const std::vector<EventPtr>& events, std::size_t inFlight,
                bool gate) {
-    std::filesystem::remove_all(folder);
-    auto storage = makeSqliteStorage(
-        StorageConfig{.path = folder.string(), .sync = SyncMode::normal, .maxQueuedDeliveries = 10'000'000}, {});
     std::deque<std::future<AcceptResult>> pending;
     std::size_t refused = 0;
     const auto collect = [&] {
@@ -88,6 +88,23 @@ void acceptAll(const std::filesystem::path& folder, const std::vector<EventPtr>&
     if (refused > 0) std::fprintf(stderr, "components: %zu accepts refused\n", refused);
 }
 
+std::unique_ptr<Storage> freshSqlite(const std::filesystem::path& folder) {
+    std::filesystem::remove_all(folder);
+    return makeSqliteStorage(
+        StorageConfig{.path = folder.string(), .sync = SyncMode::normal, .maxQueuedDeliveries = 10'000'000}, {});
+}
+
+// A Redis spool under a key prefix of its own, ready (connected) before it is timed.
+std::unique_ptr<Storage> freshRedis(std::uint16_t port, const std::string& prefix) {
+    StorageConfig config{.path = {}, .sync = SyncMode::normal, .maxQueuedDeliveries = 10'000'000};
+    config.redis = RedisConfig{};
+    config.redis->port = port;
+    config.redis->keyPrefix = prefix;
+    auto storage = makeRedisStorage(config);
+    for (int i = 0; i < 500 && !storage->healthy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return storage;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,6 +123,7 @@ int main(int argc, char** argv) {
     std::string key;
     std::getline(std::ifstream(argv[2]), key);
     const std::size_t inFlight = argc > 4 ? std::stoul(argv[4]) : 32;
+    spdlog::set_level(spdlog::level::warn);  // the spools' start-up lines are not results
     const std::size_t count = pool.size();
     if (count == 0) return 2;
 
@@ -134,8 +152,15 @@ int main(int argc, char** argv) {
     measure("storage record (text)", count, [&] {
         for (const auto& event : events) bytes += toStorageText(*event).size();
     });
-    measure("spool accept, no dedup", count, [&] { acceptAll(argv[3], events, inFlight, false); });
-    measure("spool accept, dedup gate", count, [&] { acceptAll(argv[3], events, inFlight, true); });
+    measure("spool accept, no dedup", count, [&] { acceptAll(freshSqlite(argv[3]), events, inFlight, false); });
+    measure("spool accept, dedup gate", count, [&] { acceptAll(freshSqlite(argv[3]), events, inFlight, true); });
+    if (argc > 5) {
+        const auto port = static_cast<std::uint16_t>(std::stoul(argv[5]));
+        auto plain = freshRedis(port, "components-plain:");
+        auto gated = freshRedis(port, "components-gated:");
+        measure("redis accept, no dedup", count, [&] { acceptAll(std::move(plain), events, inFlight, false); });
+        measure("redis accept, dedup gate", count, [&] { acceptAll(std::move(gated), events, inFlight, true); });
+    }
     std::filesystem::remove_all(argv[3]);
     if (failures > 0 || bytes == 0) {
         std::fprintf(stderr, "components: %zu events failed to verify or parse\n", failures);

@@ -527,16 +527,16 @@ for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 redis_ticks0=$(cpu_ticks "$redis_pid")
 read -r redis_rps redis_cpu redis_p99 redis_requests < <(RELAY_STORAGE="{redis: {url: redis://127.0.0.1:$redis_port/0}}" measure_ingest redis)
 redis_server_cpu=$(cpu_per $(( $(cpu_ticks "$redis_pid") - redis_ticks0 )) "$redis_requests")
-stop_pid "$redis_pid"
 log "redis spool: ${redis_rps}/s at ${redis_cpu} µs per event in fluxrelay, ${redis_server_cpu} µs in redis-server"
 
 # Each stage timed alone, on one thread (the spool's writer aside), over the same pool.
 components_out=
 if [ -x "$components" ]; then
-  components_out=$("$components" "$work/pool.txt" "$work/flux-hmac" "$work/components-spool" "$PERF_AT") \
+  components_out=$("$components" "$work/pool.txt" "$work/flux-hmac" "$work/components-spool" "$PERF_AT" "$redis_port") \
     || die "the components benchmark failed"
   log "components:"$'\n'"$components_out"
 fi
+stop_pid "$redis_pid"
 
 # Latency at a fixed rate: wrk has no rate limit, so each connection pauses between requests.
 start_relay paced "http://127.0.0.1:$(free_port)/api/v2/alerts"
@@ -850,7 +850,8 @@ means the server could not keep up.
 - **Alertmanager alone**: ${direct_rate} alerts/s in batches of ${e2e_batch} from wrk at ${E2E_CONNECTIONS} connections, using
   ${direct_am_us} µs of its CPU per alert (${e2e_am_us} µs when fed by fluxrelay).
 - **The stages of ingest, each timed alone** (\`fluxrelay-bench-components\`, one thread calling, the
-  spool's writer its own; CPU of the whole process per event, ${POOL} events, ${PERF_AT} accepts in flight):
+  spool's writer (or Redis client) thread its own; CPU of that process per event, not redis-server's;
+  ${POOL} events, ${PERF_AT} accepts in flight):
 
 \`\`\`
 ${components_out}
