@@ -5,6 +5,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -333,15 +334,17 @@ private:
         sleepers_.erase(&timer);
     }
 
+    // A cancelled wait may resume its worker inline, which then leaves sleepers_ (or ends and frees
+    // its timer): the set is changed before any timer is cancelled, never while iterating it.
     void wakeAll() {
-        for (asio::steady_timer* timer : sleepers_) timer->cancel();
-        sleepers_.clear();
+        for (asio::steady_timer* timer : std::exchange(sleepers_, {})) timer->cancel();
     }
 
     void wakeOne() {
         if (sleepers_.empty()) return;
-        (*sleepers_.begin())->cancel();
+        asio::steady_timer* timer = *sleepers_.begin();
         sleepers_.erase(sleepers_.begin());
+        timer->cancel();
     }
 
     // Remembered states outlive any retry schedule but not forever.
