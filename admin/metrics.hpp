@@ -1,4 +1,4 @@
-// The relay's Prometheus metrics (SPEC §6), kept in memory and rendered in the text format.
+// The relay's Prometheus metrics, kept in memory and rendered in the text format.
 #pragma once
 
 #include <array>

@@ -1,4 +1,4 @@
-// The command line (SPEC §1): subcommands, their options and help.
+// The command line: subcommands, their options and help.
 #pragma once
 
 namespace fluxrelay {

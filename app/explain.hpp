@@ -1,4 +1,4 @@
-// `fluxrelay explain` (SPEC §1): what the relay would do with one event, route by route, down to the
+// `fluxrelay explain`: what the relay would do with one event, route by route, down to the
 // exact HTTP request of each target — secrets redacted, nothing sent.
 #pragma once
 
@@ -32,7 +32,7 @@ struct ShownRequest {
 struct ExplainedTarget {
     std::string name;
     std::string type;
-    Decision rule;                       // SPEC §4 step 6: Flux's rule for this target type
+    Decision rule;                       // Flux's rule for this target type
     std::vector<ShownRequest> requests;  // in sending order, when the rule lets the event through
     std::string failure;                 // the provider builds no request: why (and whether it would retry)
     std::vector<std::string> notes;      // batching, remembered state the explanation cannot see

@@ -1,4 +1,4 @@
-// `fluxrelay import-flux` (SPEC §1): Flux Provider, Alert and Receiver manifests → a fluxrelay
+// `fluxrelay import-flux`: Flux Provider, Alert and Receiver manifests → a fluxrelay
 // config with the same routing; what cannot be mapped is reported, never silently dropped.
 #pragma once
 

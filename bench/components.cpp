@@ -5,8 +5,8 @@
 //   fluxrelay-bench-components POOL HMAC_KEY_FILE SPOOL_FOLDER [IN_FLIGHT [REDIS_PORT]]
 //
 // POOL is bench/run.sh's "signature<TAB>body" file. With REDIS_PORT, the accepts are also timed
-// into the Redis spool at 127.0.0.1:REDIS_PORT (its server's CPU is not counted). Prints one line per stage: CPU µs per event
-// (the whole process, so the spool's writer thread counts) and events/s on the wall clock.
+// into the Redis spool at 127.0.0.1:REDIS_PORT (its server's CPU is not counted). Prints one line per stage: CPU µs per
+// event (the whole process, so the spool's writer thread counts) and events/s on the wall clock.
 #include <time.h>
 
 #include <chrono>
@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/use_future.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/use_future.hpp>
 
 #include "config/config.hpp"
 #include "core/event.hpp"
@@ -53,8 +53,7 @@ void measure(const char* name, std::size_t count, Stage stage) {
 
 // Accepts every event into a fresh spool with `inFlight` accepts outstanding at a time, as that
 // many connections would; with `gate`, each route holds a mode-flux dedup key as the bench's do.
-void acceptAll(std::unique_ptr<Storage> storage, const std::vector<EventPtr>& events, std::size_t inFlight,
-               bool gate) {
+void acceptAll(std::unique_ptr<Storage> storage, const std::vector<EventPtr>& events, std::size_t inFlight, bool gate) {
     std::deque<std::future<AcceptResult>> pending;
     std::size_t refused = 0;
     const auto collect = [&] {

@@ -1,4 +1,4 @@
-// The validated, immutable configuration (SPEC §2). Built once by loader.hpp; a reload builds
+// The validated, immutable configuration. Built once by loader.hpp; a reload builds
 // a new one and swaps the pointer, so nothing here is ever mutated after loading.
 #pragma once
 
@@ -122,7 +122,7 @@ struct ObjectSelector {
     bool operator==(const ObjectSelector&) const = default;
 };
 
-// Authentication as a GitHub App instead of a token (SPEC §5.2).
+// Authentication as a GitHub App instead of a token.
 struct GitHubAppConfig {
     std::int64_t appId = 0;
     std::int64_t installationId = 0;

@@ -1,4 +1,4 @@
-// YAML → Config (SPEC §2): strict parsing and validation that reports every problem as file:line:col.
+// YAML → Config: strict parsing and validation that reports every problem as file:line:col.
 #include "config/loader.hpp"
 
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-// Logging set-up: JSON lines on stderr through spdlog (SPEC §1).
+// Logging set-up: JSON lines on stderr through spdlog.
 #pragma once
 
 #include <optional>

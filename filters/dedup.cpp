@@ -1,4 +1,4 @@
-// Dedup per route (SPEC §4 step 7): notification-controller's key, its normalized variant, and
+// Dedup per route: notification-controller's key, its normalized variant, and
 // the per-object gates (transitions, threshold) that storage evaluates with the accept.
 #include "filters/dedup.hpp"
 

@@ -1,4 +1,4 @@
-// Dedup keys (SPEC §4 step 7). The key is pure; remembering it is storage's job.
+// Dedup keys. The key is pure; remembering it is storage's job.
 #pragma once
 
 #include <optional>

@@ -1,4 +1,4 @@
-// Route matching and per-target rules (SPEC §4 steps 1–6), with Flux's semantics and reasons a user can act on.
+// Route matching and per-target rules, with Flux's semantics and reasons a user can act on.
 #include "filters/route.hpp"
 
 #include <cassert>
@@ -121,7 +121,7 @@ Decision matchGitHub(const RouteConfig& route, const GitHubEvent& github) {
 }
 
 bool selectorMatches(const EventSourceSelector& selector, const ObjectRef& object) {
-    // An empty namespace means "any", as the SPEC's default of "*" does.
+    // An empty namespace means "any", as the default of "*" does.
     const std::string_view ns = selector.namespace_.empty() ? std::string_view("*") : selector.namespace_;
     return selector.kind == object.kind && globMatch(selector.name, object.name) && globMatch(ns, object.namespace_);
 }

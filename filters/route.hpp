@@ -1,4 +1,4 @@
-// Route matching, SPEC §4 steps 1–6: pure functions over an Event and the compiled config.
+// Route matching: pure functions over an Event and the compiled config.
 #pragma once
 
 #include <map>

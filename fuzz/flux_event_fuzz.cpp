@@ -47,7 +47,7 @@ void checkEvent(const FluxEvent& event, std::string_view body) {
     FUZZ_CHECK(!event.involvedObject.kind.empty());
     FUZZ_CHECK(!event.involvedObject.name.empty());
     FUZZ_CHECK(event.severity == "trace" || event.severity == "info" || event.severity == "error");
-    // SPEC §3.1: normalization drops checksum and digest (any case) and the token.
+    // Normalization drops checksum and digest (any case) and the token.
     for (const auto& [key, value] : event.metadata) {
         FUZZ_CHECK(!equalsIgnoreCase(key, "checksum") && !equalsIgnoreCase(key, "digest") && key != "token");
     }

@@ -205,7 +205,7 @@ private:
         return nullptr;
     }
     std::array<Field*, 7> involvedFields() {
-        return {&event_.kind,       &event_.namespace_,       &event_.name,     &event_.uid,
+        return {&event_.kind,       &event_.namespace_,      &event_.name,     &event_.uid,
                 &event_.apiVersion, &event_.resourceVersion, &event_.fieldPath};
     }
 
@@ -245,7 +245,7 @@ struct NormalizedMetadata {
     std::string dedupToken;
 };
 
-// SPEC §3.1, as notification-controller combines metadata (Flux RFC 0008), lowest precedence
+// As notification-controller combines metadata (Flux RFC 0008), lowest precedence
 // first: event.toolkit.fluxcd.io/ keys, then un-prefixed keys (what notification-controller
 // forwards, already combined), then keys of the object's own API group, which win.
 NormalizedMetadata normalizeMetadata(const std::map<std::string, std::string>& raw, const std::string& group) {

@@ -1,4 +1,4 @@
-// The `flux` source (SPEC §3.1): required headers, X-Signature HMAC, Event JSON → FluxEvent.
+// The `flux` source: required headers, X-Signature HMAC, Event JSON → FluxEvent.
 #pragma once
 
 #include <string_view>

@@ -1,4 +1,4 @@
-// The `github` source (SPEC §3.2): webhook signature, delivery headers, JSON or form body → GitHubEvent.
+// The `github` source: webhook signature, delivery headers, JSON or form body → GitHubEvent.
 #pragma once
 
 #include <optional>

@@ -1,4 +1,4 @@
-// Ingest: the one path of an event from the socket to storage (SPEC §3.3: 2xx only once stored).
+// Ingest: the one path of an event from the socket to storage.
 #include "gateway/ingest.hpp"
 
 #include <algorithm>
@@ -17,7 +17,7 @@ namespace http = boost::beast::http;
 
 namespace {
 
-// SPEC §3.2: a delivery id seen within a day is a redelivery.
+// GitHub redelivers under the same delivery id: one seen within a day is a redelivery.
 constexpr Duration githubDeliveryWindow = std::chrono::hours(24);
 
 }  // namespace

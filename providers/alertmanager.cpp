@@ -1,4 +1,4 @@
-// Alertmanager target (SPEC §5.1): Flux's alert shape, so existing routes and silences keep matching.
+// Alertmanager target: Flux's alert shape, so existing routes and silences keep matching.
 #include "providers/alertmanager.hpp"
 
 #include <algorithm>

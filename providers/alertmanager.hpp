@@ -1,4 +1,4 @@
-// Alertmanager target (SPEC §5.1): Flux-compatible alerts, batched, POSTed to the address as given.
+// Alertmanager target: Flux-compatible alerts, batched, POSTed to the address as given.
 #pragma once
 
 #include <memory>

@@ -1,4 +1,4 @@
-// Per-target circuit breaker (SPEC §5.4): after consecutive failures the target rests, then one
+// Per-target circuit breaker: after consecutive failures the target rests, then one
 // probe decides whether it is back. A dead target then costs one request per cooldown.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Delivers what storage holds: per target a queue, `concurrency` workers each with its own
-// keep-alive connection, retries on the SPEC §5.4 schedule. One target never waits on another.
+// keep-alive connection, retries on the schedule of retry.hpp. One target never waits on another.
 #pragma once
 
 #include <map>

@@ -1,4 +1,4 @@
-// Flux Receiver target (SPEC §5.3): forwards a GitHub delivery to a Flux webhook Receiver, re-signed.
+// Flux Receiver target: forwards a GitHub delivery to a Flux webhook Receiver, re-signed.
 #pragma once
 
 #include <memory>

@@ -1,4 +1,4 @@
-// GitHub commit status target (SPEC §5.2): the statuses Flux's github notifier posts, minus its list
+// GitHub commit status target: the statuses Flux's github notifier posts, minus its list
 // call, with rate limits pausing the target and GitHub App installation tokens cached.
 #include "providers/github.hpp"
 

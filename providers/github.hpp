@@ -1,4 +1,4 @@
-// GitHub commit status target (SPEC §5.2): Flux's statuses, without its list call, rate limits honoured.
+// GitHub commit status target: Flux's statuses, without its list call, rate limits honoured.
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,4 @@
-// Kubernetes target (SPEC §5.3): asks Flux to reconcile listed objects now, the way `flux reconcile` does.
+// Kubernetes target: asks Flux to reconcile listed objects now, the way `flux reconcile` does.
 #pragma once
 
 #include <memory>

@@ -103,7 +103,7 @@ public:
     };
     virtual std::optional<KnownState> knownState(std::span<const Delivery> /*batch*/) const { return std::nullopt; }
 
-    // Default: SPEC §5.4 — 2xx delivered; 5xx, 408, 429 retry (honouring Retry-After);
+    // Default: 2xx delivered; 5xx, 408, 429 retry (honouring Retry-After);
     // other statuses permanent.
     // Not const: a provider may drop cached credentials on a 401.
     virtual Outcome classify(const HttpResponse& response);
@@ -112,7 +112,7 @@ public:
 // The one registration table: target type → provider.
 std::unique_ptr<Provider> makeProvider(const TargetConfig& target);
 
-// Shared by providers: the SPEC §5.4 classification and Retry-After parsing (seconds or HTTP date).
+// Shared by providers: the response classification and Retry-After parsing (seconds or HTTP date).
 Outcome classifyHttpStatus(const HttpResponse& response);
 // The same at a given time, which an HTTP-date Retry-After is measured against.
 Outcome classifyHttpStatus(const HttpResponse& response, TimePoint now);

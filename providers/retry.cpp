@@ -1,4 +1,4 @@
-// Retry schedule (SPEC §5.4): exponential backoff ceilings, full jitter, and when to give up.
+// Retry schedule: exponential backoff ceilings, full jitter, and when to give up.
 #include "providers/retry.hpp"
 
 #include <algorithm>

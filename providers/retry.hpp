@@ -1,4 +1,4 @@
-// Retry schedule (SPEC §5.4): exponential backoff with full jitter, honouring Retry-After.
+// Retry schedule: exponential backoff with full jitter, honouring Retry-After.
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,4 @@
-// The shared spool for several replicas (SPEC §8): everything the SQLite spool holds, in one Redis
+// The shared spool for several replicas: everything the SQLite spool holds, in one Redis
 // that every replica uses. Keys, under storage.redis.keyPrefix (P):
 //   P seq                 delivery id counter
 //   P held                deliveries queued, leased or dead: the maxQueuedDeliveries bound
@@ -222,7 +222,6 @@ std::optional<std::pair<std::string, std::string>> streamEntry(const RedisReply&
     return std::make_pair(entry.elements[0].text, id->second);
 }
 
-
 // An accept with its events already in storage form (serialised on the caller's thread).
 struct PreparedAccept {
     AcceptRequest request;
@@ -288,9 +287,10 @@ public:
         prepared->request = std::move(request);
         asio::post(io_, [this, pending = PendingAccept{std::move(prepared), std::move(handler)}]() mutable {
             if (accepts_.size() >= kMaxWaitingAccepts) {
-                complete(std::move(pending.handler),
-                         AcceptResult{.stored = false,
-                                      .error = "storage busy: " + std::to_string(accepts_.size()) + " accepts waiting"});
+                complete(
+                    std::move(pending.handler),
+                    AcceptResult{.stored = false,
+                                 .error = "storage busy: " + std::to_string(accepts_.size()) + " accepts waiting"});
                 return;
             }
             accepts_.push_back(std::move(pending));
@@ -370,7 +370,12 @@ private:
         AcceptWrites(const RedisStorage& spool, const PreparedAccept& prepared,
                      std::map<std::string, std::optional<std::string>>& values, std::uint64_t& held,
                      std::uint64_t& nextId, std::vector<std::vector<std::string>>& writes, TimePoint now)
-            : spool_(spool), prepared_(prepared), values_(values), held_(held), nextId_(nextId), writes_(writes),
+            : spool_(spool),
+              prepared_(prepared),
+              values_(values),
+              held_(held),
+              nextId_(nextId),
+              writes_(writes),
               now_(now) {}
 
         std::optional<std::string> read(const std::string& key, TimePoint) override { return values_[gate(key)]; }
@@ -411,9 +416,10 @@ private:
                 }
             }
             const std::string id = std::to_string(nextId_++);
-            auto fields = command({"HSET", spool_.key("d", id), "route", route.name, "target", target, "event", body,
-                                   "attempts", "0", "created", nanos(now), "next", nanos(due), "score", micros(due),
-                                   "lastError", "", "state", "queued"});
+            auto fields =
+                command({"HSET",  spool_.key("d", id), "route",     route.name, "target",   target,  "event",
+                         body,    "attempts",          "0",         "created",  nanos(now), "next",  nanos(due),
+                         "score", micros(due),         "lastError", "",         "state",    "queued"});
             if (!burst.empty()) {
                 fields.push_back("co");
                 fields.push_back(burst);
@@ -515,8 +521,9 @@ private:
             try {
                 results = co_await acceptBatch(batch);
             } catch (const std::exception& error) {
-                results.assign(batch.size(), AcceptResult{.stored = false, .error = std::string("storage unavailable: ") +
-                                                                                    error.what()});
+                results.assign(
+                    batch.size(),
+                    AcceptResult{.stored = false, .error = std::string("storage unavailable: ") + error.what()});
             }
             for (std::size_t i = 0; i < batch.size(); ++i) {
                 complete(std::move(batch[i].handler), std::move(results[i]));
@@ -692,15 +699,15 @@ private:
             const auto deliveryId = static_cast<std::uint64_t>(std::stoull(id));
             leased_[deliveryId] = Lease{target, entry};
             try {
-                claim.deliveries.push_back(Delivery{
-                    .id = deliveryId,
-                    .route = fields["route"],
-                    .target = target,
-                    .event = std::make_shared<const Event>(fromStorageText(fields["event"])),
-                    .attempts = std::stoi(fields["attempts"]),
-                    .createdAt = fromNanos(fields["created"]),
-                    .nextAttemptAt = fromNanos(fields["next"]),
-                    .lastError = fields["lastError"]});
+                claim.deliveries.push_back(
+                    Delivery{.id = deliveryId,
+                             .route = fields["route"],
+                             .target = target,
+                             .event = std::make_shared<const Event>(fromStorageText(fields["event"])),
+                             .attempts = std::stoi(fields["attempts"]),
+                             .createdAt = fromNanos(fields["created"]),
+                             .nextAttemptAt = fromNanos(fields["next"]),
+                             .lastError = fields["lastError"]});
             } catch (const std::exception& error) {
                 // A record nobody can read would be claimed forever: it becomes a dead letter.
                 const std::string reason = std::string("unreadable delivery record: ") + error.what();
@@ -813,18 +820,17 @@ private:
             auto fields = fieldsOf(loaded[i]);
             if (fields["state"] != "dead") continue;
             try {
-                letters.push_back(
-                    DeadLetter{.delivery = Delivery{.id = std::stoull(ids[i]),
-                                                    .route = fields["route"],
-                                                    .target = fields["target"],
-                                                    .event = std::make_shared<const Event>(
-                                                        fromStorageText(fields["event"])),
-                                                    .attempts = std::stoi(fields["attempts"]),
-                                                    .createdAt = fromNanos(fields["created"]),
-                                                    .nextAttemptAt = fromNanos(fields["next"]),
-                                                    .lastError = fields["lastError"]},
-                               .reason = fields["deadReason"],
-                               .deadAt = fromNanos(fields["deadAt"])});
+                letters.push_back(DeadLetter{
+                    .delivery = Delivery{.id = std::stoull(ids[i]),
+                                         .route = fields["route"],
+                                         .target = fields["target"],
+                                         .event = std::make_shared<const Event>(fromStorageText(fields["event"])),
+                                         .attempts = std::stoi(fields["attempts"]),
+                                         .createdAt = fromNanos(fields["created"]),
+                                         .nextAttemptAt = fromNanos(fields["next"]),
+                                         .lastError = fields["lastError"]},
+                    .reason = fields["deadReason"],
+                    .deadAt = fromNanos(fields["deadAt"])});
             } catch (const std::exception& error) {
                 spdlog::warn("storage: dead letter {} has an unreadable record: {}", ids[i], error.what());
             }

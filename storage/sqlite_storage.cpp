@@ -17,9 +17,9 @@
 #include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
-#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -408,10 +408,11 @@ struct Statements {
           settleDelivered(db, "DELETE FROM queue WHERE id = ?1"),
           settleRetry(db, "UPDATE queue SET attempts = attempts + 1, last_error = ?2, due = ?3 WHERE id = ?1"),
           // ?4: 1 when the move counts as an attempt (a failed one), 0 for a record nobody can read.
-          moveToDead(db,
-                     "INSERT INTO dead(id, target, route, attempts, created_at, due, last_error, reason, dead_at, body) "
-                     "SELECT id, target, route, attempts + ?4, created_at, due, ?2, ?2, ?3, body FROM queue "
-                     "WHERE id = ?1"),
+          moveToDead(
+              db,
+              "INSERT INTO dead(id, target, route, attempts, created_at, due, last_error, reason, dead_at, body) "
+              "SELECT id, target, route, attempts + ?4, created_at, due, ?2, ?2, ?3, body FROM queue "
+              "WHERE id = ?1"),
           selectDead(db,
                      "SELECT id, route, target, attempts, created_at, due, last_error, reason, dead_at, body FROM dead "
                      "ORDER BY dead_at DESC, id DESC LIMIT ?1"),
@@ -438,9 +439,10 @@ struct Statements {
           pruneValues(db, "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)"),
           countHeld(db, "SELECT (SELECT COUNT(*) FROM queue) + (SELECT COUNT(*) FROM dead)"),
           lastId(db, "SELECT MAX(COALESCE((SELECT MAX(id) FROM queue), 0), COALESCE((SELECT MAX(id) FROM dead), 0))"),
-          countByTarget(db,
-                        "SELECT target, SUM(waiting), SUM(dead) FROM (SELECT target, 1 AS waiting, 0 AS dead FROM queue "
-                        "UNION ALL SELECT target, 0, 1 FROM dead) GROUP BY target") {}
+          countByTarget(
+              db,
+              "SELECT target, SUM(waiting), SUM(dead) FROM (SELECT target, 1 AS waiting, 0 AS dead FROM queue "
+              "UNION ALL SELECT target, 0, 1 FROM dead) GROUP BY target") {}
 
     Statement insertDelivery, findCoalescing, recoalesce, queueOf, bodyOf;
     Statement settleDelivered, settleRetry, moveToDead, selectDead, deadTarget, replay, deleteDead;
@@ -693,9 +695,9 @@ private:
     // What the writer knows beyond the database and changes inside a transaction: restored when
     // it rolls back; the pending parts are applied once it commits.
     struct View {
-        std::size_t undelivered = 0;        // queued, leased and dead deliveries: the bounded work
-        std::vector<std::string> woken;     // targets with new due work, told after the commit
-        std::vector<Settlement> unsettled;  // settlements a failed transaction did not record
+        std::size_t undelivered = 0;                           // queued, leased and dead deliveries: the bounded work
+        std::vector<std::string> woken;                        // targets with new due work, told after the commit
+        std::vector<Settlement> unsettled;                     // settlements a failed transaction did not record
         std::vector<std::int64_t> unleased;                    // leases the transaction ended
         std::vector<std::pair<std::int64_t, EventPtr>> fresh;  // events it queued, for their claim
     };
@@ -802,7 +804,8 @@ private:
 
     // The batch's writes commit first, as one transaction; its reads then see them.
     void run(std::vector<std::unique_ptr<Op>>& batch) {
-        const auto reads = std::stable_partition(batch.begin(), batch.end(), [](const auto& op) { return !op->reads(); });
+        const auto reads =
+            std::stable_partition(batch.begin(), batch.end(), [](const auto& op) { return !op->reads(); });
         if (reads != batch.begin()) {
             commit(batch.begin(), reads);
         }
@@ -1180,7 +1183,8 @@ private:
             }
             switch (settlement.kind) {
                 case SettleKind::delivered:
-                    view_.undelivered -= static_cast<std::size_t>(Query(statements().settleDelivered).bind(1, id).run());
+                    view_.undelivered -=
+                        static_cast<std::size_t>(Query(statements().settleDelivered).bind(1, id).run());
                     break;
                 case SettleKind::retry:
                     Query(statements().settleRetry)
@@ -1337,10 +1341,10 @@ private:
     std::unique_ptr<Connection> connection_;
     std::string openError_;
     View view_;
-    std::int64_t lastId_ = 0;                         // the newest delivery id given out
-    std::unordered_set<std::int64_t> leased_;         // deliveries a worker holds
+    std::int64_t lastId_ = 0;                           // the newest delivery id given out
+    std::unordered_set<std::int64_t> leased_;           // deliveries a worker holds
     std::unordered_map<std::int64_t, EventPtr> fresh_;  // by delivery id, until claimed
-    std::string keyCursor_;                           // where the dedup-key sweep goes on
+    std::string keyCursor_;                             // where the dedup-key sweep goes on
     SteadyClock::time_point nextPrune_;
     SteadyClock::time_point nextProbe_;
     std::thread writer_;  // last: starts once everything above is ready

@@ -1,4 +1,4 @@
-// The spool every accepted event and delivery lives in (SPEC §8), behind one interface.
+// The spool every accepted event and delivery lives in, behind one interface.
 // Implementations complete handlers on the handler's associated executor, never inline, so
 // callers may hold no lock and a slow disk never runs on an io thread.
 #pragma once

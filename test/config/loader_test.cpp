@@ -1,4 +1,4 @@
-// The config loader: defaults, the SPEC examples, ${ENV} and secret files, and every kind of
+// The config loader: defaults, the full example, ${ENV} and secret files, and every kind of
 // error with its exact FILE:LINE:COL.
 #include "config/loader.hpp"
 #include "test/support/temp_dir.hpp"
@@ -136,7 +136,7 @@ routes:
     CHECK(config->targetByName("missing") == nullptr);
 }
 
-TEST_CASE("the SPEC's example loads, secrets read relative to the config's folder") {
+TEST_CASE("the full example config loads, secrets read relative to the config's folder") {
     setenv("FLUX_RELAY_TOKEN", "relay-token", 1);
     const fs::path folder = fs::path(__FILE__).parent_path() / "testdata" / "spec-example";
     const std::string file = (folder / "fluxrelay.yaml").string();

@@ -1,4 +1,4 @@
-// Unit tests for route matching and target rules (SPEC §4 steps 1–6) against realistic Flux and GitHub events.
+// Unit tests for route matching and target rules against realistic Flux and GitHub events.
 #include <doctest/doctest.h>
 
 #include <map>

@@ -1,4 +1,4 @@
-// Durable at-least-once delivery (SPEC §3.3, §5.4): every event that got a 2xx reaches its
+// Durable at-least-once delivery: every event that got a 2xx reaches its
 // target, through kill -9, target outages, permanent failures and a full disk.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

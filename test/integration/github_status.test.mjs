@@ -1,4 +1,4 @@
-// GitHub commit statuses (SPEC §5.2) from the real binary to a GitHub API stand-in that checks
+// GitHub commit statuses from the real binary to a GitHub API stand-in that checks
 // requests the way GitHub does: GitHub's own OpenAPI description (@octokit/openapi) for paths and
 // bodies, the headers GitHub asks for, credentials, and the App JWT signature.
 import assert from 'node:assert/strict';

@@ -742,7 +742,7 @@ export async function request(url, init = {}) {
   return { status: response.status, json, text, headers: response.headers };
 }
 
-// The label set Flux's Alertmanager notifier gives an event (SPEC §5.1).
+// The label set Flux's Alertmanager notifier gives an event.
 export function expectedFluxLabels(event) {
   const title = (reason) => reason.replace(/[A-Za-z]+/g, (word) => word[0].toUpperCase() + word.slice(1).toLowerCase());
   const labels = { ...(event.metadata || {}) };

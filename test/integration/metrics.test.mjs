@@ -1,4 +1,4 @@
-// /metrics (SPEC §6): valid for promtool on a live scrape, and the counters follow the traffic.
+// /metrics: valid for promtool on a live scrape, and the counters follow the traffic.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

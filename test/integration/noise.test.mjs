@@ -1,4 +1,4 @@
-// Noise control (SPEC §4 step 7, §5.1) against a real Alertmanager: an outage flood collapses to
+// Noise control against a real Alertmanager: an outage flood collapses to
 // one alert per object, volatile messages collapse under mode normalized, thresholds hold back
 // the first failures, and a failing object's alert is re-sent so Alertmanager never lets it lapse.
 import { after, describe, it } from 'node:test';

@@ -1,4 +1,4 @@
-// Several replicas on one Redis (storage.redis, SPEC §8): two real fluxrelay processes, one real
+// Several replicas on one Redis (storage.redis): two real fluxrelay processes, one real
 // redis-server and a real Alertmanager behave as one relay — shared dedup, shared GitHub delivery
 // ids, a killed replica's work finished by the other, and Redis going away and coming back.
 import { randomUUID } from 'node:crypto';

@@ -1,4 +1,4 @@
-// Hot reload (SPEC §2): a valid file is swapped in while traffic flows, an invalid one is
+// Hot reload: a valid file is swapped in while traffic flows, an invalid one is
 // rejected and the old config keeps serving, a removed target's work becomes dead letters.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

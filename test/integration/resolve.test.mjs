@@ -1,4 +1,4 @@
-// resolve: true (SPEC §5.1): a failing object's alert fires in Alertmanager and is resolved when
+// resolve: true: a failing object's alert fires in Alertmanager and is resolved when
 // the object recovers, across a restart of the relay, also on a route that takes errors only.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Response classification (SPEC §5.4) and Retry-After parsing, shared by every provider.
+// Response classification and Retry-After parsing, shared by every provider.
 #include <doctest/doctest.h>
 
 #include <string>

@@ -223,9 +223,9 @@ TEST_CASE("a v1 database left by the previous release migrates with nothing lost
     // Queued work, including the delivery leased when v1 stopped, in due order, events intact.
     const auto am = claim(*storage, "am", 10);
     REQUIRE(am.deliveries.size() == 4);
-    CHECK(eventIds(am) == std::vector<std::string>{"0192f0a1b2c3aaaaaaaaaaaaaaaaaaa1", "0192f0a1b2c4aaaaaaaaaaaaaaaaaaa2",
-                                                   "0192f0a1b2c5aaaaaaaaaaaaaaaaaaa3",
-                                                   "0192f0a1b2c7aaaaaaaaaaaaaaaaaaa5"});
+    CHECK(eventIds(am) ==
+          std::vector<std::string>{"0192f0a1b2c3aaaaaaaaaaaaaaaaaaa1", "0192f0a1b2c4aaaaaaaaaaaaaaaaaaa2",
+                                   "0192f0a1b2c5aaaaaaaaaaaaaaaaaaa3", "0192f0a1b2c7aaaaaaaaaaaaaaaaaaa5"});
     const Delivery& retried = am.deliveries[0];
     CHECK(retried.id == 1);
     CHECK(retried.route == "errors");

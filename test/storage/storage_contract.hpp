@@ -350,17 +350,17 @@ TEST_CASE_TEMPLATE_DEFINE("each route delivers its own form of the event", F, co
 }  // namespace fluxrelay
 
 // Runs every contract case above on one spool.
-#define FLUXRELAY_STORAGE_CONTRACT(Fixture)                      \
-    TEST_CASE_TEMPLATE_INVOKE(contract_claimed_once, Fixture);   \
-    TEST_CASE_TEMPLATE_INVOKE(contract_dedup, Fixture);          \
-    TEST_CASE_TEMPLATE_INVOKE(contract_retry, Fixture);          \
-    TEST_CASE_TEMPLATE_INVOKE(contract_release, Fixture);        \
-    TEST_CASE_TEMPLATE_INVOKE(contract_dead_letters, Fixture);   \
-    TEST_CASE_TEMPLATE_INVOKE(contract_replay_unknown, Fixture); \
-    TEST_CASE_TEMPLATE_INVOKE(contract_bound, Fixture);          \
-    TEST_CASE_TEMPLATE_INVOKE(contract_idempotency, Fixture);    \
+#define FLUXRELAY_STORAGE_CONTRACT(Fixture)                             \
+    TEST_CASE_TEMPLATE_INVOKE(contract_claimed_once, Fixture);          \
+    TEST_CASE_TEMPLATE_INVOKE(contract_dedup, Fixture);                 \
+    TEST_CASE_TEMPLATE_INVOKE(contract_retry, Fixture);                 \
+    TEST_CASE_TEMPLATE_INVOKE(contract_release, Fixture);               \
+    TEST_CASE_TEMPLATE_INVOKE(contract_dead_letters, Fixture);          \
+    TEST_CASE_TEMPLATE_INVOKE(contract_replay_unknown, Fixture);        \
+    TEST_CASE_TEMPLATE_INVOKE(contract_bound, Fixture);                 \
+    TEST_CASE_TEMPLATE_INVOKE(contract_idempotency, Fixture);           \
     TEST_CASE_TEMPLATE_INVOKE(contract_redelivery_after_full, Fixture); \
-    TEST_CASE_TEMPLATE_INVOKE(contract_concurrent_accepts, Fixture); \
-    TEST_CASE_TEMPLATE_INVOKE(contract_values, Fixture);         \
-    TEST_CASE_TEMPLATE_INVOKE(contract_debounce, Fixture);       \
+    TEST_CASE_TEMPLATE_INVOKE(contract_concurrent_accepts, Fixture);    \
+    TEST_CASE_TEMPLATE_INVOKE(contract_values, Fixture);                \
+    TEST_CASE_TEMPLATE_INVOKE(contract_debounce, Fixture);              \
     TEST_CASE_TEMPLATE_INVOKE(contract_route_event, Fixture)
