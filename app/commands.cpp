@@ -8,12 +8,17 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/use_future.hpp>
+
 #include "app/deadletters.hpp"
 #include "app/explain.hpp"
 #include "app/import_flux.hpp"
 #include "app/relay.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
+#include "core/time.hpp"
+#include "providers/provider.hpp"
+#include "storage/storage.hpp"
 
 namespace fluxrelay {
 namespace {
@@ -23,7 +28,8 @@ constexpr const char* kUsage = R"(fluxrelay — a durable notification relay for
 Usage:
   fluxrelay serve        --config FILE [--log-level LEVEL]   run the relay (the default command)
   fluxrelay check-config FILE                               validate a config; errors as FILE:LINE:COL: message
-  fluxrelay explain      --config FILE --source NAME [--event-type T] [--output json] EVENT.json
+  fluxrelay explain      --config FILE --source NAME [--event-type T] [--output json]
+                         [--state-from-spool] [--now TIME] EVENT.json
                                                             show, route by route, whether the event matches and
                                                             why not, and the exact HTTP request each target would
                                                             receive (secrets redacted); sends nothing
@@ -40,6 +46,9 @@ Options:
   --source NAME       explain: the source the event comes in on
   --event-type T      explain: X-GitHub-Event of a github source's event (default push)
   --output json       explain: the report as JSON
+  --state-from-spool  explain: read what targets remember (firing alerts, the last commit status) from
+                      the config's storage, instead of assuming nothing is stored
+  --now TIME          explain: as at this RFC 3339 time instead of now
   --help              this text
 )";
 
@@ -49,18 +58,22 @@ struct Arguments {
     std::map<std::string, std::string> options;
     bool help = false;
     bool all = false;
+    bool stateFromSpool = false;
     std::string error;
 };
 
 Arguments parse(int argc, char** argv) {
     Arguments args;
-    static const std::vector<std::string> kValued = {"--config", "--log-level", "--source", "--event-type", "--output"};
+    static const std::vector<std::string> kValued = {"--config",     "--log-level", "--source",
+                                                     "--event-type", "--output",    "--now"};
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
             args.help = true;
         } else if (arg == "--all") {
             args.all = true;
+        } else if (arg == "--state-from-spool") {
+            args.stateFromSpool = true;
         } else if (arg.starts_with("--")) {
             const auto eq = arg.find('=');
             const std::string name = arg.substr(0, eq);
@@ -106,6 +119,9 @@ int checkConfig(const Arguments& args) {
         for (const auto& warning : config->warnings) {
             std::fprintf(stderr, "warning: %s\n", warning.c_str());
         }
+        for (const auto& warning : shadowedHeaderWarnings(*config)) {
+            std::fprintf(stderr, "warning: %s\n", warning.c_str());
+        }
     } catch (const ConfigError& error) {
         for (const auto& diagnostic : error.diagnostics()) {
             std::fprintf(stdout, "%s\n", diagnostic.toString().c_str());
@@ -114,6 +130,12 @@ int checkConfig(const Arguments& args) {
     }
     std::fprintf(stdout, "%s: ok\n", file.c_str());
     return 0;
+}
+
+// The providers' state as the relay stored it, read through the storage the config names.
+StateReader spoolState(const Config& config) {
+    std::shared_ptr<Storage> storage = makeStorage(config.storage);
+    return [storage](const std::string& key) { return asyncGetValue(*storage, key, boost::asio::use_future).get(); };
 }
 
 int explainCommand(const Arguments& args) {
@@ -131,6 +153,10 @@ int explainCommand(const Arguments& args) {
     } else if (output && *output != "json" && *output != "text") {
         problem = "--output takes json or text";
     }
+    TimePoint now{};
+    if (const auto at = option("--now"); at && !parseRfc3339(*at, now)) {
+        problem = "--now takes an RFC 3339 time, such as 2026-01-02T03:04:05Z";
+    }
     if (!problem.empty()) {
         std::fprintf(stderr, "fluxrelay: %s\n\n%s", problem.c_str(), kUsage);
         return 2;
@@ -139,7 +165,9 @@ int explainCommand(const Arguments& args) {
                        .source = *option("--source"),
                        .eventType = option("--event-type"),
                        .eventFile = args.positional.front(),
-                       .json = output == "json"});
+                       .json = output == "json",
+                       .spoolState = args.stateFromSpool ? spoolState : std::function<StateReader(const Config&)>{},
+                       .now = option("--now") ? std::optional(now) : std::nullopt});
 }
 
 }  // namespace

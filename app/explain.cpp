@@ -4,17 +4,14 @@
 #include <algorithm>
 #include <cassert>
 #include <cctype>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "config/loader.hpp"
+#include "core/file.hpp"
 #include "core/text.hpp"
 #include "filters/dedup.hpp"
 #include "filters/plan.hpp"
@@ -100,28 +97,35 @@ ShownRequest show(std::string purpose, const HttpRequest& request, const std::ve
     return shown;
 }
 
-std::string failureText(const Outcome& outcome) {
+std::string decidedText(const Outcome& outcome) {
     switch (outcome.kind) {
         case OutcomeKind::permanent:
             return "no request can be built; the delivery fails permanently (dead letter): " + outcome.detail;
         case OutcomeKind::retry:
             return "no request now; the delivery would be retried: " + outcome.detail;
         case OutcomeKind::delivered:
-            break;
+            return "nothing is sent, and the delivery is done: " + outcome.detail;
     }
     return outcome.detail;
 }
 
-// Builds the target's requests the way the dispatcher does for a one-delivery batch.
-void explainRequests(const TargetConfig& configured, const Delivery& delivery, TimePoint now,
-                     const std::vector<std::string>& secrets, ExplainedTarget& out) {
-    TargetConfig target = configured;
-    if (!target.tokenFile.empty()) {
-        // Read when sending (it rotates); explain reads no file and shows the header redacted.
-        out.notes.push_back("the bearer token is read from " + target.tokenFile + " when sending");
-        target.token = kPlaceholderToken;
-        target.tokenFile.clear();
-    }
+// The answer explain gives a credentials fetch, so the plan can be shown: a granted exchange or a
+// token file's content, both a placeholder that is shown redacted.
+CredentialsAnswer placeholderCredentials(const CredentialsFetch& fetch, TimePoint now) {
+    if (!fetch.exchange) return {.response = {}, .content = std::string(kPlaceholderToken), .error = {}};
+    return {.response = HttpResponse{.status = 201,
+                                     .headers = {},
+                                     .body = nlohmann::json{{"token", kPlaceholderToken},
+                                                            {"expires_at", formatRfc3339(now + std::chrono::hours(1))}}
+                                                 .dump()},
+            .content = {},
+            .error = {}};
+}
+
+// The target's attempt for a one-delivery batch, planned by its provider exactly as the dispatcher
+// plans it; explain prints the plan where the dispatcher sends it.
+void explainAttempt(const TargetConfig& target, const Delivery& delivery, TimePoint now, const StateReader& readState,
+                    const std::vector<std::string>& secrets, ExplainedTarget& out) {
     const std::unique_ptr<Provider> provider = makeProvider(target);
     const std::vector<Delivery> batch{delivery};
 
@@ -129,33 +133,34 @@ void explainRequests(const TargetConfig& configured, const Delivery& delivery, T
         out.notes.push_back("up to " + std::to_string(provider->maxBatch()) +
                             " deliveries waiting at the same time share one request; shown alone here");
     }
-    if (provider->knownState(batch)) {
-        out.notes.push_back(
-            "not sent if the relay already delivered this exact state to the target (remembered per target; "
-            "not consulted here)");
-    }
-    if (std::optional<HttpRequest> credentials = provider->credentialsRequest(now)) {
-        out.requests.push_back(show("credentials", *credentials, secrets));
-        // Pretend the exchange succeeded, so the delivery request can be shown (its token redacted).
-        const HttpResponse granted{.status = 201,
-                                   .headers = {},
-                                   .body = nlohmann::json{{"token", kPlaceholderToken},
-                                                          {"expires_at", formatRfc3339(now + std::chrono::hours(1))}}
-                                               .dump()};
-        if (Outcome outcome = provider->acceptCredentials(granted, now); outcome.kind != OutcomeKind::delivered) {
-            out.failure = failureText(outcome);
-            return;
+    if (std::optional<CredentialsFetch> fetch = provider->credentialsFetch(now)) {
+        if (fetch->exchange) {
+            out.requests.push_back(show("credentials", *fetch->exchange, secrets));
+            out.notes.push_back("the credentials request is sent only when no fresh token is cached");
+        } else {
+            out.notes.push_back("the bearer token is read from " + fetch->file + " when sending");
         }
-        out.notes.push_back("the credentials request is sent only when no fresh token is cached");
-    }
-    const std::vector<BuildResult> built = provider->buildRequests(batch);
-    for (const BuildResult& one : built) {
-        if (const auto* outcome = std::get_if<Outcome>(&one)) {
-            out.failure = failureText(*outcome);
+        if (Outcome outcome = provider->acceptCredentials(placeholderCredentials(*fetch, now), now);
+            outcome.kind != OutcomeKind::delivered) {
+            out.failure = decidedText(outcome);
             return;
         }
     }
-    for (const BuildResult& one : built) out.requests.push_back(show("delivery", std::get<HttpRequest>(one), secrets));
+    ProviderState state;
+    for (const std::string& key : provider->stateKeys(batch)) {
+        state[key] = readState ? readState(key) : std::nullopt;
+        out.state.push_back({key, state[key] ? withoutSecrets(*state[key], secrets) : std::optional<std::string>()});
+    }
+    out.stateRead = readState != nullptr;
+    const AttemptPlan plan = provider->plan(batch, state, now);
+    if (plan.decided) {
+        out.failure = decidedText(*plan.decided);
+        return;
+    }
+    for (const HttpRequest& request : plan.requests) out.requests.push_back(show("delivery", request, secrets));
+    for (const auto& [key, value] : plan.writes) {
+        out.writes.push_back({key, value ? withoutSecrets(*value, secrets) : std::optional<std::string>()});
+    }
 }
 
 std::string gateText(const RouteConfig& route, const DedupGate& gate, const Event& event) {
@@ -265,6 +270,14 @@ nlohmann::json requestJson(const ShownRequest& request) {
             {"body", request.body}};
 }
 
+nlohmann::json stateJson(const ShownState& state) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [key, value] : state) {
+        out.push_back({{"key", key}, {"value", value ? nlohmann::json(*value) : nlohmann::json(nullptr)}});
+    }
+    return out;
+}
+
 void appendIndented(std::string& out, std::string_view text, std::string_view indent) {
     while (!text.empty()) {
         const std::size_t end = text.find('\n');
@@ -272,20 +285,6 @@ void appendIndented(std::string& out, std::string_view text, std::string_view in
         if (end == std::string_view::npos) break;
         text.remove_prefix(end + 1);
     }
-}
-
-std::optional<std::string> readFile(const std::string& path, std::string& why) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) {
-        why = std::strerror(errno);
-        return std::nullopt;
-    }
-    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    if (file.bad()) {
-        why = "read error";
-        return std::nullopt;
-    }
-    return text;
 }
 
 }  // namespace
@@ -356,7 +355,8 @@ std::string redactUrl(std::string_view url) {
 }
 
 std::variant<Explanation, ExplainError> explain(const Config& config, std::string_view sourceName,
-                                                std::string_view eventType, std::string_view body, TimePoint now) {
+                                                std::string_view eventType, std::string_view body, TimePoint now,
+                                                const StateReader& readState) {
     const SourceConfig* source = config.sourceByName(sourceName);
     if (source == nullptr) return ExplainError{"the config has no source " + inQuotes(sourceName)};
     Explanation out{.source = source->name, .sourceType = std::string(toString(source->type))};
@@ -414,7 +414,7 @@ std::variant<Explanation, ExplainError> explain(const Config& config, std::strin
                                             .createdAt = now,
                                             .nextAttemptAt = now + plan.delay,
                                             .lastError = {}};
-                    explainRequests(*target, delivery, now, secrets, shown);
+                    explainAttempt(*target, delivery, now, readState, secrets, shown);
                 }
                 route.targets.push_back(std::move(shown));
             }
@@ -457,6 +457,10 @@ std::string formatExplanation(const Explanation& explanation) {
             }
             out += "accepted by Flux's target rule\n";
             delivered.push_back(route.name + " → " + target.name);
+            for (const auto& [key, value] : target.state) {
+                out += "    state " + std::string(target.stateRead ? "read from the spool" : "assumed") + ": " + key +
+                       (value ? " = " + *value : std::string(" (nothing stored)")) + "\n";
+            }
             for (const auto& request : target.requests) {
                 out +=
                     "    " + std::string(request.purpose == "credentials" ? "credentials request" : "request") + ":\n";
@@ -466,6 +470,9 @@ std::string formatExplanation(const Explanation& explanation) {
                     out += "\n";
                     appendIndented(out, request.body, "      ");
                 }
+            }
+            for (const auto& [key, value] : target.writes) {
+                out += "    after delivery: " + key + (value ? " = " + *value : std::string(" erased")) + "\n";
             }
             if (!target.failure.empty()) out += "    " + target.failure + "\n";
             for (const auto& note : target.notes) out += "    note: " + note + "\n";
@@ -494,7 +501,12 @@ nlohmann::json explanationJson(const Explanation& explanation) {
                                {"accepted", target.rule.passed()},
                                {"verdict", toString(target.rule.verdict)},
                                {"reason", target.rule.reason},
+                               {"state", stateJson(target.state)},
+                               {"stateFrom", target.state.empty() ? ""
+                                             : target.stateRead   ? "spool"
+                                                                  : "assumed"},
                                {"requests", requests},
+                               {"writes", stateJson(target.writes)},
                                {"failure", target.failure},
                                {"notes", target.notes}});
         }
@@ -539,13 +551,22 @@ int runExplain(const ExplainOptions& options) {
                      inQuotes(options.source).c_str(), std::string(toString(source->type)).c_str());
         return 2;
     }
-    std::string why;
-    const std::optional<std::string> body = readFile(options.eventFile, why);
-    if (!body) {
-        std::fprintf(stderr, "explain: cannot read %s: %s\n", options.eventFile.c_str(), why.c_str());
+    const FileContent body = readWholeFile(options.eventFile);
+    if (!body.ok()) {
+        std::fprintf(stderr, "explain: cannot read %s: %s\n", options.eventFile.c_str(), body.error.c_str());
         return 1;
     }
-    auto result = explain(*config, options.source, options.eventType.value_or("push"), *body, Clock::now());
+    StateReader readState;
+    if (options.spoolState) {
+        try {
+            readState = options.spoolState(*config);
+        } catch (const std::exception& error) {
+            std::fprintf(stderr, "explain: cannot read the spool: %s\n", error.what());
+            return 1;
+        }
+    }
+    auto result = explain(*config, options.source, options.eventType.value_or("push"), body.bytes,
+                          options.now.value_or(Clock::now()), readState);
     if (const auto* error = std::get_if<ExplainError>(&result)) {
         std::fprintf(stderr, "explain: %s: %s\n", options.eventFile.c_str(), error->message.c_str());
         return 1;

@@ -2,6 +2,7 @@
 // exact HTTP request of each target — secrets redacted, nothing sent.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,13 +30,19 @@ struct ShownRequest {
     std::string body;
 };
 
+// A stored value the provider reads or writes: nullopt is nothing stored, or erased.
+using ShownState = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
 struct ExplainedTarget {
     std::string name;
     std::string type;
     Decision rule;                       // Flux's rule for this target type
+    ShownState state;                    // what the plan read
+    bool stateRead = false;              // read from the spool; false: nothing stored was assumed
     std::vector<ShownRequest> requests;  // in sending order, when the rule lets the event through
-    std::string failure;                 // the provider builds no request: why (and whether it would retry)
-    std::vector<std::string> notes;      // batching, remembered state the explanation cannot see
+    ShownState writes;                   // remembered once the requests are delivered
+    std::string failure;                 // nothing is sent: why (and whether it would retry)
+    std::vector<std::string> notes;      // batching, credentials the explanation cannot see
 };
 
 struct ExplainedRoute {
@@ -65,12 +72,17 @@ struct ExplainError {
     std::string message;
 };
 
+// Reads a provider's stored state (an object's firing alerts, the last commit status) by key.
+using StateReader = std::function<std::optional<std::string>(const std::string& key)>;
+
 // Parses `body` as source `source` would (a Flux Event, or a GitHub webhook with X-GitHub-Event
-// `eventType`), plans it with the live relay's planRoutes and builds each target's requests with
-// its provider. Reads no file and sends nothing; `now` stamps the event and any credentials
-// exchange. An unknown `source` is an ExplainError too.
+// `eventType`), plans it with the live relay's planRoutes and plans each target's attempt with its
+// provider, over the state `readState` returns (none given: nothing stored). Reads no file and
+// sends nothing; `now` stamps the event, its requests and any credentials exchange. An unknown
+// `source` is an ExplainError too.
 std::variant<Explanation, ExplainError> explain(const Config& config, std::string_view source,
-                                                std::string_view eventType, std::string_view body, TimePoint now);
+                                                std::string_view eventType, std::string_view body, TimePoint now,
+                                                const StateReader& readState = {});
 
 // Human-readable report.
 std::string formatExplanation(const Explanation& explanation);
@@ -93,6 +105,9 @@ struct ExplainOptions {
     std::optional<std::string> eventType;  // github sources; default push
     std::string eventFile;
     bool json = false;
+    // Set: reads the providers' state from the config's storage (`--state-from-spool`).
+    std::function<StateReader(const Config&)> spoolState;
+    std::optional<TimePoint> now;  // explain as at this time instead of the clock's
 };
 int runExplain(const ExplainOptions& options);
 

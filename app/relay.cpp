@@ -29,6 +29,7 @@
 #include "gateway/server.hpp"
 #include "gateway/tls.hpp"
 #include "providers/dispatcher.hpp"
+#include "providers/provider.hpp"
 #include "storage/storage.hpp"
 
 namespace fluxrelay {
@@ -78,6 +79,9 @@ ServerLimits serverLimits(const ServerConfig& server, std::size_t maxBodyBytes) 
 
 void logWarnings(const Config& config) {
     for (const auto& warning : config.warnings) {
+        spdlog::warn("config: {}", warning);
+    }
+    for (const auto& warning : shadowedHeaderWarnings(config)) {
         spdlog::warn("config: {}", warning);
     }
 }

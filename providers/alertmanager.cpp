@@ -40,59 +40,36 @@ TitleClass titleClass(char c) {
 
 class AlertmanagerProvider final : public Provider {
 public:
-    explicit AlertmanagerProvider(TargetConfig target) : target_(std::move(target)) {}
-
-    std::size_t maxBatch() const override {
-        return target_.maxBatch > 0 ? static_cast<std::size_t>(target_.maxBatch) : 1;
-    }
-
-    BuildResult buildRequest(std::span<const Delivery> batch) const override {
-        assert(!batch.empty());
-        nlohmann::json alerts = nlohmann::json::array();
-        for (const Delivery& delivery : batch) {
-            if (!delivery.event || delivery.event->flux() == nullptr) {
-                return Outcome::permanent("alertmanager targets take only Flux events");
-            }
-            alerts.push_back(alertFor(*delivery.event));
-        }
-        return post(alerts);
-    }
+    explicit AlertmanagerProvider(const TargetConfig& target) : Provider(target, traits(target)) {}
 
     // With `resolve: true` the target remembers, per object, the alerts it fired (one key per
     // target, so the periodic re-send reads one value); an info event of that object re-sends them
     // with endsAt = now, so Alertmanager resolves them.
     std::vector<std::string> stateKeys(std::span<const Delivery> /*batch*/) const override {
         if (!target_.resolve) return {};
-        return {firingKey()};
+        return {firingKey(target_)};
     }
 
-    std::vector<BuildResult> buildRequests(std::span<const Delivery> batch, const State& state,
-                                           TimePoint now) const override {
-        if (!target_.resolve) return {buildRequest(batch)};
+    AttemptPlan plan(std::span<const Delivery> batch, const ProviderState& state, TimePoint now) const override {
+        assert(!batch.empty());
         for (const Delivery& delivery : batch) {
             if (!delivery.event || delivery.event->flux() == nullptr) {
-                return {Outcome::permanent("alertmanager targets take only Flux events")};
+                return AttemptPlan::decide(Outcome::permanent("alertmanager targets take only Flux events"));
             }
         }
-        const Replay replay = replayBatch(batch, state, now);
-        if (replay.alerts.empty()) return {Outcome::delivered("nothing firing to resolve")};
-        return {post(replay.alerts)};
+        if (!target_.resolve) {
+            nlohmann::json alerts = nlohmann::json::array();
+            for (const Delivery& delivery : batch) alerts.push_back(alertFor(*delivery.event));
+            return {.requests = {post(alerts)}, .decided = {}, .writes = {}};
+        }
+        Replay replay = replayBatch(batch, state, now);
+        if (replay.alerts.empty()) return AttemptPlan::decide(Outcome::delivered("nothing firing to resolve"));
+        return {.requests = {post(replay.alerts)}, .decided = {}, .writes = stored(replay.firing)};
     }
-
-    State stateAfterDelivery(std::span<const Delivery> batch, const State& state) const override {
-        if (!target_.resolve) return {};
-        return stored(replayBatch(batch, state, Clock::now()).firing);
-    }
-
-    std::optional<Duration> refreshInterval() const override {
-        return target_.resolve ? std::optional(target_.refireInterval) : std::nullopt;
-    }
-
-    std::vector<std::string> refreshStateKeys() const override { return stateKeys({}); }
 
     // Every alert still firing, valid for another three intervals: Alertmanager keeps it active
     // as long as the relay keeps re-sending it, and ends it by itself if the relay is gone.
-    std::vector<BuildResult> buildRefresh(const State& state, TimePoint now) const override {
+    std::vector<HttpRequest> refreshRequests(const ProviderState& state, TimePoint now) const override {
         nlohmann::json alerts = nlohmann::json::array();
         const nlohmann::json firing = firingSets(state, now);
         for (const auto& entry : firing) {
@@ -101,11 +78,11 @@ public:
                 alerts.push_back(std::move(alert));
             }
         }
-        std::vector<BuildResult> requests;
+        std::vector<HttpRequest> requests;
         for (std::size_t first = 0; first < alerts.size(); first += maxBatch()) {
             const std::size_t last = std::min(alerts.size(), first + maxBatch());
-            requests.emplace_back(post(nlohmann::json(alerts.begin() + static_cast<std::ptrdiff_t>(first),
-                                                      alerts.begin() + static_cast<std::ptrdiff_t>(last))));
+            requests.push_back(post(nlohmann::json(alerts.begin() + static_cast<std::ptrdiff_t>(first),
+                                                   alerts.begin() + static_cast<std::ptrdiff_t>(last))));
         }
         return requests;
     }
@@ -120,7 +97,17 @@ private:
     // a deleted object sends no recovery, and its alert must end some day.
     static constexpr Duration kFiringMemory = std::chrono::hours(24);
 
-    std::string firingKey() const { return "alertmanager-firing:" + target_.name; }
+    static std::string firingKey(const TargetConfig& target) { return "alertmanager-firing:" + target.name; }
+
+    static Traits traits(const TargetConfig& target) {
+        Traits traits{.maxBatch = target.maxBatch > 0 ? static_cast<std::size_t>(target.maxBatch) : 1,
+                      .refresh = {},
+                      .ownHeaders = {"Content-Type"}};
+        if (target.resolve)
+            traits.refresh = Refresh{.interval = target.refireInterval, .stateKeys = {firingKey(target)}};
+        if (hasAuthorization(target)) traits.ownHeaders.emplace_back("Authorization");
+        return traits;
+    }
 
     Duration firingValidity() const { return 3 * target_.refireInterval; }
 
@@ -134,9 +121,9 @@ private:
     }
 
     // The stored firing sets, minus objects whose last failure is older than kFiringMemory.
-    nlohmann::json firingSets(const State& state, TimePoint now) const {
+    nlohmann::json firingSets(const ProviderState& state, TimePoint now) const {
         nlohmann::json firing = nlohmann::json::object();
-        if (const auto it = state.find(firingKey()); it != state.end() && it->second) {
+        if (const auto it = state.find(firingKey(target_)); it != state.end() && it->second) {
             firing = nlohmann::json::parse(*it->second, nullptr, false);
             if (!firing.is_object()) firing = nlohmann::json::object();
         }
@@ -151,14 +138,14 @@ private:
         return firing;
     }
 
-    State stored(const nlohmann::json& firing) const {
-        return {{firingKey(), firing.empty() ? std::nullopt : std::optional(firing.dump())}};
+    ProviderState stored(const nlohmann::json& firing) const {
+        return {{firingKey(target_), firing.empty() ? std::nullopt : std::optional(firing.dump())}};
     }
 
     // Plays the batch over the stored firing sets: errors fire (and are remembered, one per label
     // set), other events end everything their object has firing. Pure, so the request and the
     // state written after it always agree.
-    Replay replayBatch(std::span<const Delivery> batch, const State& state, TimePoint now) const {
+    Replay replayBatch(std::span<const Delivery> batch, const ProviderState& state, TimePoint now) const {
         Replay replay{.alerts = nlohmann::json::array(), .firing = firingSets(state, now)};
         const auto nowMillis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
         for (const Delivery& delivery : batch) {
@@ -197,18 +184,15 @@ private:
         // As given: the address names the API endpoint (usually /api/v2/alerts), as in Flux.
         request.url = target_.address;
         request.headers.emplace_back("Content-Type", "application/json");
-        addTargetHeaders(target_, request);
+        addAuthorization(request);
+        addConfiguredHeaders(request);
         // Inbound JSON was validated as UTF-8, but a replacement character is better than a throw.
         request.body = alerts.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         return request;
     }
 
-public:
     // Alertmanager answers 200 with an empty body, 400 when an alert fails validation (bad label
     // name, no labels): the shared classification already says exactly that.
-
-private:
-    TargetConfig target_;
 };
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/duration.hpp"
+#include "core/file.hpp"
 #include "providers/breaker.hpp"
 #include "providers/http_client.hpp"
 #include "providers/provider.hpp"
@@ -30,8 +31,10 @@ namespace asio = boost::asio;
 // One target: its provider, its workers, and the wake-up they sleep on when nothing is due.
 class Dispatcher::TargetQueue : public std::enable_shared_from_this<TargetQueue> {
 public:
-    TargetQueue(asio::io_context& io, Storage& storage, const TargetConfig& target, RelayObserver& observer)
+    TargetQueue(asio::io_context& io, asio::thread_pool::executor_type files, Storage& storage,
+                const TargetConfig& target, RelayObserver& observer)
         : strand_(asio::make_strand(io)),
+          files_(std::move(files)),
           storage_(storage),
           observer_(observer),
           target_(target),
@@ -52,7 +55,7 @@ public:
     void start() {
         spdlog::info("target {}: {} workers, batches of up to {}", target_.name, target_.concurrency,
                      provider_->maxBatch());
-        if (provider_->refreshInterval()) nextRefresh_ = Clock::now();  // alerts may have lapsed while down
+        if (provider_->refresh()) nextRefresh_ = Clock::now();  // alerts may have lapsed while down
         for (int i = 0; i < target_.concurrency; ++i) {
             ++workers_;
             // The first worker also runs the provider's refreshes, so they never overlap a delivery
@@ -127,77 +130,67 @@ private:
         }
     }
 
+    // One attempt, in the order Provider describes: credentials, the state the plan reads, the
+    // plan, its requests, and the state it writes once they are delivered.
     asio::awaitable<Outcome> attempt(HttpConnection& connection, const std::vector<Delivery>& batch) {
-        const auto known = provider_->knownState(batch);
-        if (known) {
-            const auto current = co_await asyncGetValue(storage_, known->key, asio::use_awaitable);
-            if (current == known->value) {
-                co_return Outcome::delivered("unchanged since the last delivery; not sent again");
+        if (std::optional<CredentialsFetch> fetch = provider_->credentialsFetch(Clock::now())) {
+            CredentialsAnswer answer;
+            if (fetch->exchange) {
+                HttpResult result = co_await connection.send(*fetch->exchange, target_.timeout);
+                if (!result.response) co_return Outcome::retry("credentials: " + result.error);
+                answer.response = std::move(result.response);
+            } else {
+                FileContent file = co_await asio::co_spawn(files_, readFile(fetch->file), asio::use_awaitable);
+                answer.content = std::move(file.bytes);
+                answer.error = std::move(file.error);
             }
-        }
-        if (auto credentials = provider_->credentialsRequest(Clock::now())) {
-            const HttpResult answer = co_await connection.send(*credentials, target_.timeout);
-            if (!answer.response) {
-                co_return Outcome::retry("credentials: " + answer.error);
-            }
-            if (Outcome outcome = provider_->acceptCredentials(*answer.response, Clock::now());
+            if (Outcome outcome = provider_->acceptCredentials(answer, Clock::now());
                 outcome.kind != OutcomeKind::delivered) {
                 co_return outcome;
             }
         }
-        Provider::State state;
+        ProviderState state;
         for (auto& key : provider_->stateKeys(batch)) {
             state[key] = co_await asyncGetValue(storage_, key, asio::use_awaitable);
         }
-        const std::vector<BuildResult> built = provider_->buildRequests(batch, state, Clock::now());
-        for (const BuildResult& one : built) {
-            if (const auto* outcome = std::get_if<Outcome>(&one)) {
-                co_return *outcome;
-            }
-        }
+        const AttemptPlan plan = provider_->plan(batch, state, Clock::now());
+        if (plan.decided) co_return *plan.decided;
         Outcome outcome = Outcome::delivered();
-        for (const BuildResult& one : built) {
-            const HttpResult result = co_await connection.send(std::get<HttpRequest>(one), target_.timeout);
-            if (!result.response) {
-                co_return Outcome::retry(result.error);
-            }
+        for (const HttpRequest& request : plan.requests) {
+            const HttpResult result = co_await connection.send(request, target_.timeout);
+            if (!result.response) co_return Outcome::retry(result.error);
             outcome = provider_->classify(*result.response);
-            if (outcome.kind != OutcomeKind::delivered) {
-                break;
-            }
+            if (outcome.kind != OutcomeKind::delivered) co_return outcome;
         }
-        if (known && outcome.kind == OutcomeKind::delivered) {
-            co_await asyncPutValue(storage_, known->key, known->value, kKnownStateTtl, asio::use_awaitable);
-        }
-        if (outcome.kind == OutcomeKind::delivered) {
-            for (auto& [key, value] : provider_->stateAfterDelivery(batch, state)) {
-                if (value) {
-                    co_await asyncPutValue(storage_, key, *value, kKnownStateTtl, asio::use_awaitable);
-                } else {
-                    co_await asyncEraseValue(storage_, key, asio::use_awaitable);
-                }
+        for (const auto& [key, value] : plan.writes) {
+            if (value) {
+                co_await asyncPutValue(storage_, key, *value, kProviderStateTtl, asio::use_awaitable);
+            } else {
+                co_await asyncEraseValue(storage_, key, asio::use_awaitable);
             }
         }
         co_return outcome;
     }
 
+    // Runs on files_, so the read blocks no io thread.
+    static asio::awaitable<FileContent> readFile(std::string path) { co_return readWholeFile(path); }
+
     // One round of the provider's periodic re-sends. A failed round is logged and waits for the
     // next: what it re-sends stays valid for longer than one interval.
     asio::awaitable<void> refresh(HttpConnection& connection) {
-        nextRefresh_ = Clock::now() + *provider_->refreshInterval();
-        Provider::State state;
-        for (auto& key : provider_->refreshStateKeys()) {
+        const Refresh& refresh = *provider_->refresh();
+        nextRefresh_ = Clock::now() + refresh.interval;
+        ProviderState state;
+        for (const auto& key : refresh.stateKeys) {
             state[key] = co_await asyncGetValue(storage_, key, asio::use_awaitable);
         }
-        for (const BuildResult& one : provider_->buildRefresh(state, Clock::now())) {
-            const auto* request = std::get_if<HttpRequest>(&one);
-            if (request == nullptr) continue;
-            const HttpResult result = co_await connection.send(*request, target_.timeout);
+        for (const HttpRequest& request : provider_->refreshRequests(state, Clock::now())) {
+            const HttpResult result = co_await connection.send(request, target_.timeout);
             const Outcome outcome =
                 result.response ? provider_->classify(*result.response) : Outcome::retry(result.error);
             if (outcome.kind != OutcomeKind::delivered) {
                 spdlog::warn("target {}: re-sending firing alerts failed: {}; next round in {}", target_.name,
-                             outcome.detail, formatDuration(*provider_->refreshInterval()));
+                             outcome.detail, formatDuration(refresh.interval));
                 co_return;
             }
             spdlog::debug("target {}: firing alerts re-sent", target_.name);
@@ -348,9 +341,10 @@ private:
     }
 
     // Remembered states outlive any retry schedule but not forever.
-    static constexpr Duration kKnownStateTtl = std::chrono::hours(24 * 30);
+    static constexpr Duration kProviderStateTtl = std::chrono::hours(24 * 30);
 
     asio::strand<asio::io_context::executor_type> strand_;
+    asio::thread_pool::executor_type files_;  // blocking file reads
     Storage& storage_;
     RelayObserver& observer_;
     TargetConfig target_;
@@ -393,7 +387,8 @@ static asio::awaitable<std::size_t> abandon(Storage& storage, std::string target
 Dispatcher::Dispatcher(asio::io_context& io, Storage& storage, const Config& config, RelayObserver& observer)
     : io_(io), storage_(storage), observer_(observer) {
     for (const auto& target : config.targets) {
-        queues_.emplace(target.name, std::make_shared<TargetQueue>(io, storage, target, observer));
+        queues_.emplace(target.name,
+                        std::make_shared<TargetQueue>(io, files_.get_executor(), storage, target, observer));
     }
 }
 
@@ -427,7 +422,7 @@ asio::awaitable<std::string> Dispatcher::reconfigure(const Config& config) {
                 if (it != queues_.end() && it->second->config() == target) {
                     next.emplace(target.name, it->second);
                 } else {
-                    auto queue = std::make_shared<TargetQueue>(io_, storage_, target, observer_);
+                    auto queue = std::make_shared<TargetQueue>(io_, files_.get_executor(), storage_, target, observer_);
                     started.push_back(queue);
                     next.emplace(target.name, std::move(queue));
                 }

@@ -9,6 +9,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "config/config.hpp"
 #include "core/observer.hpp"
@@ -54,6 +55,9 @@ private:
     void listen(const Queues& queues);
 
     boost::asio::io_context& io_;
+    // One thread for the few blocking reads of delivery (a rotating token file); declared before
+    // the queues that use it, so it outlives them.
+    boost::asio::thread_pool files_{1};
     Storage& storage_;
     RelayObserver& observer_;
     mutable std::mutex mutex_;  // guards queues_: the admin listener reads it from its threads

@@ -14,33 +14,28 @@ namespace {
 
 constexpr std::string_view hookSegment = "/hook/";
 
-// Headers this provider sets itself; a configured header of the same name would contradict them.
-bool ownHeader(std::string_view name) {
-    for (const std::string_view own : {"Content-Type", "X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature-256"}) {
-        if (equalsIgnoreCase(name, own)) return true;
-    }
-    return false;
-}
-
 class FluxReceiverProvider final : public Provider {
 public:
-    explicit FluxReceiverProvider(TargetConfig target) : target_(std::move(target)), url_(receiverUrl(target_)) {}
+    explicit FluxReceiverProvider(const TargetConfig& target)
+        : Provider(
+              target,
+              Traits{.maxBatch = 1,  // the Receiver takes one GitHub event per request
+                     .refresh = {},
+                     .ownHeaders = {"Content-Type", "X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature-256"}}),
+          url_(receiverUrl(target_)) {}
 
-    // One delivery, one Receiver call: the Receiver takes one GitHub event per request.
-    std::size_t maxBatch() const override { return 1; }
-
-    BuildResult buildRequest(std::span<const Delivery> batch) const override {
+    AttemptPlan plan(std::span<const Delivery> batch, const ProviderState& /*state*/,
+                     TimePoint /*now*/) const override {
         assert(batch.size() == 1);
         const Delivery& delivery = batch.front();
         const GitHubEvent* github = delivery.event ? delivery.event->github() : nullptr;
-        if (github == nullptr) return Outcome::permanent("flux-receiver targets take only GitHub events");
+        if (github == nullptr) {
+            return AttemptPlan::decide(Outcome::permanent("flux-receiver targets take only GitHub events"));
+        }
 
         HttpRequest request;
         request.method = "POST";
         request.url = url_;
-        for (const auto& [name, value] : target_.headers) {
-            if (!ownHeader(name)) request.headers.emplace_back(name, value);
-        }
         // What the Receiver's GitHub validation reads: the event name against its spec.events, the
         // signature over the body with its token (the token itself is never sent).
         request.headers.emplace_back("Content-Type", "application/json");
@@ -49,7 +44,8 @@ public:
         request.headers.emplace_back("X-Hub-Signature-256",
                                      "sha256=" + toHex(hmac(HashAlgorithm::sha256, target_.token, github->body)));
         request.body = github->body;
-        return request;
+        addConfiguredHeaders(request);
+        return {.requests = {std::move(request)}, .decided = {}, .writes = {}};
     }
 
     // notification-controller answers 200 once it has annotated every resource; 404 when no Receiver
@@ -77,7 +73,6 @@ public:
     }
 
 private:
-    TargetConfig target_;
     Url url_;
 };
 

@@ -135,56 +135,61 @@ bool isSuccess(int status) { return status >= 200 && status <= 299; }
 
 class GitHubProvider final : public Provider {
 public:
-    explicit GitHubProvider(TargetConfig target)
-        : target_(std::move(target)), repository_(gitHubRepository(target_.address)) {
+    explicit GitHubProvider(const TargetConfig& target)
+        : Provider(target, Traits{.maxBatch = 1,  // the API takes one commit and one context at a time
+                                  .refresh = {},
+                                  .ownHeaders = {"Accept", "X-GitHub-Api-Version", "Authorization", "Content-Type"}}),
+          repository_(gitHubRepository(target_.address)) {
         if (target_.app) keyUsable_ = readRsaPrivateKey(target_.app->privateKey) != nullptr;
     }
 
-    // One status per request: the API takes one commit and one context at a time.
-    std::size_t maxBatch() const override { return 1; }
+    // "The target already has this": a status identical to the last one delivered for its commit
+    // and context is settled without a request, which spares the GitHub API.
+    std::vector<std::string> stateKeys(std::span<const Delivery> batch) const override {
+        auto status = statusOf(batch);
+        if (const Status* known = std::get_if<Status>(&status)) return {knownKey(*known)};
+        return {};
+    }
 
-    BuildResult buildRequest(std::span<const Delivery> batch) const override {
-        auto planned = plan(batch);
-        if (auto* outcome = std::get_if<Outcome>(&planned)) return std::move(*outcome);
+    AttemptPlan plan(std::span<const Delivery> batch, const ProviderState& state, TimePoint /*now*/) const override {
+        auto planned = statusOf(batch);
+        if (auto* outcome = std::get_if<Outcome>(&planned)) return AttemptPlan::decide(std::move(*outcome));
         const Status& status = std::get<Status>(planned);
-        if (target_.app && installationToken_.empty()) {
-            // credentialsRequest() asks for a token whenever it can sign for one: not reached unless
-            // the key is unusable.
-            if (!keyUsable_) return Outcome::permanent(keyProblem());
-            return Outcome::retry("no GitHub App installation token yet");
+        const std::string key = knownKey(status);
+        const std::string value = status.state + "\n" + status.description;
+        if (const auto it = state.find(key); it != state.end() && it->second == value) {
+            return AttemptPlan::decide(Outcome::delivered("unchanged since the last delivery; not sent again"));
         }
-        HttpRequest request =
-            apiRequest("/repos/" + repository_.owner + "/" + repository_.name + "/statuses/" + status.sha);
-        request.headers.emplace_back("Authorization", "Bearer " + bearerToken());
-        request.headers.emplace_back("Content-Type", "application/json");
+        if (target_.app && installationToken_.empty()) {
+            // credentialsFetch() asks for a token whenever it can sign for one: not reached unless
+            // the key is unusable.
+            if (!keyUsable_) return AttemptPlan::decide(Outcome::permanent(keyProblem()));
+            return AttemptPlan::decide(Outcome::retry("no GitHub App installation token yet"));
+        }
         // Flux sends no target_url either: there is no page to link to.
-        nlohmann::json body = {
+        const nlohmann::json body = {
             {"state", status.state}, {"context", status.context}, {"description", status.description}};
-        request.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        return request;
+        return {.requests = {apiRequest(
+                    "/repos/" + repository_.owner + "/" + repository_.name + "/statuses/" + status.sha, bearerToken(),
+                    body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))},
+                .decided = {},
+                .writes = {{key, value}}};
     }
 
-    std::optional<KnownState> knownState(std::span<const Delivery> batch) const override {
-        auto planned = plan(batch);
-        const Status* status = std::get_if<Status>(&planned);
-        if (status == nullptr) return std::nullopt;  // buildRequest says why
-        return KnownState{.key = "github-status:" + target_.name + ":" + repository_.owner + "/" + repository_.name +
-                                 ":" + status->sha + ":" + status->context,
-                          .value = status->state + "\n" + status->description};
-    }
-
-    std::optional<HttpRequest> credentialsRequest(TimePoint now) override {
+    std::optional<CredentialsFetch> credentialsFetch(TimePoint now) override {
         if (!target_.app || !keyUsable_) return std::nullopt;
         if (!installationToken_.empty() && tokenExpiresAt_ - now > kTokenRenewBefore) return std::nullopt;
         const auto jwt = makeAppJwt(target_.app->appId, target_.app->privateKey, now);
         if (!jwt) return std::nullopt;
-        HttpRequest request =
-            apiRequest("/app/installations/" + std::to_string(target_.app->installationId) + "/access_tokens");
-        request.headers.emplace_back("Authorization", "Bearer " + *jwt);
-        return request;
+        return CredentialsFetch{
+            .exchange = apiRequest(
+                "/app/installations/" + std::to_string(target_.app->installationId) + "/access_tokens", *jwt, {}),
+            .file = {}};
     }
 
-    Outcome acceptCredentials(const HttpResponse& response, TimePoint now) override {
+    Outcome acceptCredentials(const CredentialsAnswer& answer, TimePoint now) override {
+        assert(answer.response && "the dispatcher retries an exchange that got no response");
+        const HttpResponse& response = *answer.response;
         const std::string what = "GitHub App token exchange: ";
         if (isSuccess(response.status)) {
             // The body holds the token: it never goes into a detail, not even in part.
@@ -244,7 +249,7 @@ private:
         std::string description;
     };
 
-    std::variant<Status, Outcome> plan(std::span<const Delivery> batch) const {
+    std::variant<Status, Outcome> statusOf(std::span<const Delivery> batch) const {
         assert(batch.size() == 1);
         if (batch.empty()) return Outcome::permanent("empty batch");
         if (!repository_.ok()) return Outcome::permanent(repository_.error);
@@ -264,20 +269,24 @@ private:
                       .description = statusDescription(flux->reason)};
     }
 
-    // A request to the API with GitHub's headers and the configured ones; no credentials yet.
-    HttpRequest apiRequest(std::string path) const {
+    // A request to the API with GitHub's headers, the bearer token and the configured headers.
+    HttpRequest apiRequest(std::string path, const std::string& token, std::string body) const {
         HttpRequest request;
         request.method = "POST";
         request.url = repository_.api;
         request.url.target = (repository_.api.target == "/" ? "" : repository_.api.target) + path;
         request.headers.emplace_back("Accept", std::string(kAccept));
         request.headers.emplace_back("X-GitHub-Api-Version", std::string(kApiVersion));
-        for (const auto& [name, value] : target_.headers) {
-            // The token or the App decides who we are; a hand-written Authorization must not.
-            if (equalsIgnoreCase(name, "Authorization")) continue;
-            request.headers.emplace_back(name, value);
-        }
+        request.headers.emplace_back("Authorization", "Bearer " + token);
+        if (!body.empty()) request.headers.emplace_back("Content-Type", "application/json");
+        request.body = std::move(body);
+        addConfiguredHeaders(request);
         return request;
+    }
+
+    std::string knownKey(const Status& status) const {
+        return "github-status:" + target_.name + ":" + repository_.owner + "/" + repository_.name + ":" + status.sha +
+               ":" + status.context;
     }
 
     const std::string& bearerToken() const { return target_.app ? installationToken_ : target_.token; }
@@ -287,7 +296,6 @@ private:
                "PKCS#8)";
     }
 
-    TargetConfig target_;
     GitHubRepository repository_;
     bool keyUsable_ = false;
     std::string installationToken_;

@@ -3,12 +3,10 @@
 #include "providers/kubernetes.hpp"
 #include "core/text.hpp"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iterator>
-#include <mutex>
 #include <utility>
+
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 
 namespace fluxrelay {
 
@@ -19,43 +17,11 @@ constexpr Duration tokenCacheTtl = std::chrono::minutes(1);
 
 // Object names are DNS labels or subdomains already; escaping anyway keeps a bad config from
 // changing the path's shape.
-std::string pathSegment(std::string_view text) {
-    static constexpr char digits[] = "0123456789ABCDEF";
-    std::string out;
-    for (const char c : text) {
-        const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                                c == '-' || c == '.' || c == '_' || c == '~';
-        if (unreserved) {
-            out += c;
-        } else {
-            const auto byte = static_cast<unsigned char>(c);
-            out += '%';
-            out += digits[byte >> 4];
-            out += digits[byte & 0x0f];
-        }
-    }
-    return out;
-}
-
-// A token file's content, or why it cannot be used (error set, token empty).
-struct TokenRead {
-    std::string token;
-    std::string error;
-};
-
-TokenRead readTokenFile(const std::string& path) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) return {.token = {}, .error = std::strerror(errno)};
-    std::string token((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    if (file.bad()) return {.token = {}, .error = "read error"};
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-    if (token.empty()) return {.token = {}, .error = "the file is empty"};
-    return {.token = std::move(token), .error = {}};
-}
+std::string pathSegment(std::string_view text) { return boost::urls::encode(text, boost::urls::unreserved_chars); }
 
 class KubernetesProvider final : public Provider {
 public:
-    explicit KubernetesProvider(TargetConfig target) : target_(std::move(target)) {
+    explicit KubernetesProvider(const TargetConfig& target) : Provider(target, traits(target)) {
         std::string base = target_.address.target.substr(0, target_.address.target.find('?'));
         while (!base.empty() && base.back() == '/') base.pop_back();
         for (const ObjectSelector& resource : target_.resources) {
@@ -65,44 +31,48 @@ public:
         }
     }
 
-    std::size_t maxBatch() const override { return 1; }
+    // A projected token rotates: the file is read again once the last read is a minute old.
+    std::optional<CredentialsFetch> credentialsFetch(TimePoint now) override {
+        if (target_.tokenFile.empty()) return std::nullopt;
+        if (readAt_ && now >= *readAt_ && now - *readAt_ < tokenCacheTtl) return std::nullopt;
+        return CredentialsFetch{.exchange = {}, .file = target_.tokenFile};
+    }
 
-    // The first resource's patch; the dispatcher sends them all (buildRequests).
-    BuildResult buildRequest(std::span<const Delivery> batch) const override { return buildRequests(batch).front(); }
+    Outcome acceptCredentials(const CredentialsAnswer& answer, TimePoint now) override {
+        std::string token = answer.content;
+        while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+            token.pop_back();
+        }
+        const std::string error = !answer.error.empty() ? answer.error : token.empty() ? "the file is empty" : "";
+        if (!error.empty()) {
+            // A projected token may not be mounted yet: try again later rather than give up.
+            return Outcome::retry("cannot read token file " + target_.tokenFile + ": " + error);
+        }
+        token_ = std::move(token);
+        readAt_ = now;
+        return Outcome::delivered();
+    }
 
     // One PATCH per resource, all with the same time. A retry sends them all again: asking a
     // controller to reconcile twice costs one reconciliation, never a wrong state.
-    std::vector<BuildResult> buildRequests(std::span<const Delivery> /*batch*/) const override {
-        if (urls_.empty()) return {Outcome::permanent("the kubernetes target lists no resources")};
-        std::string token;
-        if (!target_.tokenFile.empty()) {
-            TokenRead read = cachedToken();
-            if (!read.error.empty()) {
-                // A projected token may not be mounted yet: try again later rather than give up.
-                return {Outcome::retry("cannot read token file " + target_.tokenFile + ": " + read.error)};
-            }
-            token = std::move(read.token);
-        } else {
-            token = target_.token;
-        }
-        const std::string body = reconcileRequestPatch(Clock::now());
-        std::vector<BuildResult> requests;
+    AttemptPlan plan(std::span<const Delivery> /*batch*/, const ProviderState& /*state*/,
+                     TimePoint now) const override {
+        if (urls_.empty()) return AttemptPlan::decide(Outcome::permanent("the kubernetes target lists no resources"));
+        const std::string& token = target_.tokenFile.empty() ? target_.token : token_;
+        const std::string body = reconcileRequestPatch(now);
+        AttemptPlan plan;
         for (const Url& url : urls_) {
             HttpRequest request;
             request.method = "PATCH";
             request.url = url;
-            for (const auto& [name, value] : target_.headers) {
-                const bool own = equalsIgnoreCase(name, "Content-Type") ||
-                                 (!token.empty() && equalsIgnoreCase(name, "Authorization"));
-                if (!own) request.headers.emplace_back(name, value);
-            }
             request.headers.emplace_back("Content-Type", "application/merge-patch+json");
             request.headers.emplace_back("Accept", "application/json");
             if (!token.empty()) request.headers.emplace_back("Authorization", "Bearer " + token);
             request.body = body;
-            requests.emplace_back(std::move(request));
+            addConfiguredHeaders(request);
+            plan.requests.push_back(std::move(request));
         }
-        return requests;
+        return plan;
     }
 
     // The API server answers 200 with the patched object; 404 when the object (or its kind) does
@@ -111,7 +81,6 @@ public:
     Outcome classify(const HttpResponse& response) override {
         Outcome outcome = classifyHttpStatus(response);
         if (response.status == 401 && !target_.tokenFile.empty()) {
-            std::lock_guard lock(mutex_);
             readAt_.reset();
             return Outcome::retry(outcome.detail + " (token refused; the token file is read again)");
         }
@@ -122,23 +91,15 @@ public:
     }
 
 private:
-    TokenRead cachedToken() const {
-        std::lock_guard lock(mutex_);
-        const TimePoint now = Clock::now();
-        if (readAt_ && now >= *readAt_ && now - *readAt_ < tokenCacheTtl) return {.token = token_, .error = {}};
-        TokenRead read = readTokenFile(target_.tokenFile);
-        if (read.error.empty()) {
-            token_ = read.token;
-            readAt_ = now;
-        }
-        return read;
+    static Traits traits(const TargetConfig& target) {
+        Traits traits{.maxBatch = 1, .refresh = {}, .ownHeaders = {"Content-Type", "Accept"}};
+        if (!target.token.empty() || !target.tokenFile.empty()) traits.ownHeaders.emplace_back("Authorization");
+        return traits;
     }
 
-    TargetConfig target_;
-    std::vector<Url> urls_;  // per resource, in config order
-    mutable std::mutex mutex_;
-    mutable std::string token_;
-    mutable std::optional<TimePoint> readAt_;  // unset: read the file on next use
+    std::vector<Url> urls_;            // per resource, in config order
+    std::string token_;                // the token file's, as last read
+    std::optional<TimePoint> readAt_;  // unset: read the file before the next attempt
 };
 
 }  // namespace

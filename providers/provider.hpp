@@ -1,5 +1,5 @@
-// A target type: turns deliveries into one HTTP request and classifies the response.
-// Pure: no sockets. Each provider's class lives in its own .cpp, reached through make_*.
+// A target type: plans the requests that deliver a batch and classifies their responses.
+// No sockets: the dispatcher does the I/O. Each provider lives in its own .cpp, reached through make*.
 #pragma once
 
 #include <chrono>
@@ -49,76 +49,114 @@ struct Outcome {
     static Outcome permanent(std::string detail) { return {OutcomeKind::permanent, std::move(detail), {}}; }
 };
 
-// Either a request to send, or the reason no request can ever be built (a permanent failure).
-using BuildResult = std::variant<HttpRequest, Outcome>;
+// A credential the provider needs before it can plan: an exchange with the peer (a GitHub App's
+// installation token) or a file read off the io threads (a rotating service-account token).
+struct CredentialsFetch {
+    std::optional<HttpRequest> exchange;
+    std::string file;  // read when there is no exchange
+};
 
+// What came of a CredentialsFetch: the exchange's response, or the file's content or error.
+struct CredentialsAnswer {
+    std::optional<HttpResponse> response;
+    std::string content;
+    std::string error;  // the file could not be read
+};
+
+// State a provider keeps between deliveries in storage (e.g. an object's firing alerts), by key;
+// nullopt: nothing stored, or (in AttemptPlan::writes) erase.
+using ProviderState = std::map<std::string, std::optional<std::string>>;
+
+// One attempt, decided before anything is sent: what to send, in order, and what to remember once
+// it is delivered. Pure, so the dispatcher runs exactly what `explain` prints.
+struct AttemptPlan {
+    // The attempt is delivered once every request is; the first that is not decides its outcome,
+    // and a retry sends them all again.
+    std::vector<HttpRequest> requests;
+    // Set when nothing is sent: the outcome decided without a request (a permanent failure, a
+    // retry, or delivered because the target already has this state).
+    std::optional<Outcome> decided;
+    // Written after every request was delivered.
+    ProviderState writes;
+
+    static AttemptPlan decide(Outcome outcome) { return {.requests = {}, .decided = std::move(outcome), .writes = {}}; }
+};
+
+// How often a provider re-sends what keeps the target's view current (Alertmanager's firing
+// alerts), and the state keys a round reads.
+struct Refresh {
+    Duration interval;
+    std::vector<std::string> stateKeys;
+};
+
+// A target type. The dispatcher runs each attempt as: credentials (credentialsFetch, then
+// acceptCredentials) → the state plan() reads (stateKeys) → plan() → send → classify → write.
 class Provider {
 public:
     virtual ~Provider() = default;
 
-    // How many deliveries one request may carry (Alertmanager takes arrays; most take 1).
-    virtual std::size_t maxBatch() const { return 1; }
-
-    virtual BuildResult buildRequest(std::span<const Delivery> batch) const = 0;
-
-    // Every request the batch needs, sent in this order; one for most providers. A kubernetes
-    // target patches each listed object: the attempt is delivered once all are, the first that
-    // is not decides its outcome, and a retry sends them all again.
-    virtual std::vector<BuildResult> buildRequests(std::span<const Delivery> batch) const {
-        return {buildRequest(batch)};
-    }
-
-    // State a provider keeps between deliveries in storage (e.g. an object's firing alerts):
-    // the keys this batch needs, loaded before building; then the values to write once the batch
-    // is delivered (nullopt erases). Serialized per target, so read-modify-write is safe.
-    using State = std::map<std::string, std::optional<std::string>>;
+    // The keys of the stored state plan() reads for this batch.
     virtual std::vector<std::string> stateKeys(std::span<const Delivery> /*batch*/) const { return {}; }
-    virtual std::vector<BuildResult> buildRequests(std::span<const Delivery> batch, const State& /*state*/,
-                                                   TimePoint /*now*/) const {
-        return buildRequests(batch);
-    }
-    virtual State stateAfterDelivery(std::span<const Delivery> /*batch*/, const State& /*state*/) const { return {}; }
 
-    // Periodic re-sends that keep the target's view current (Alertmanager's firing alerts): how
-    // often, which state keys a round reads, and its requests (none: nothing to re-send). Runs
-    // between deliveries, serialized with them.
-    virtual std::optional<Duration> refreshInterval() const { return std::nullopt; }
-    virtual std::vector<std::string> refreshStateKeys() const { return {}; }
-    virtual std::vector<BuildResult> buildRefresh(const State& /*state*/, TimePoint /*now*/) const { return {}; }
+    virtual AttemptPlan plan(std::span<const Delivery> batch, const ProviderState& state, TimePoint now) const = 0;
 
-    // A request the provider needs answered before its next one, such as a GitHub App
-    // installation-token exchange; nullopt when its credentials are fresh.
-    virtual std::optional<HttpRequest> credentialsRequest(TimePoint /*now*/) { return std::nullopt; }
-    // Takes the answer to credentialsRequest(); anything but `delivered` fails the attempt with it.
-    virtual Outcome acceptCredentials(const HttpResponse& /*response*/, TimePoint /*now*/) {
+    // Default: 2xx delivered; 5xx, 408, 429 retry (honouring Retry-After); other statuses
+    // permanent. Not const: a provider may drop cached credentials on a 401.
+    virtual Outcome classify(const HttpResponse& response);
+
+    // The credential to fetch before planning; nullopt while the one held is fresh.
+    virtual std::optional<CredentialsFetch> credentialsFetch(TimePoint /*now*/) { return std::nullopt; }
+    // Takes the answer to credentialsFetch(); anything but `delivered` fails the attempt with it.
+    virtual Outcome acceptCredentials(const CredentialsAnswer& /*answer*/, TimePoint /*now*/) {
         return Outcome::delivered();
     }
 
-    // "The target already has this": when storage holds `value` under `key`, the batch is settled
-    // as delivered without a request, and after a delivery the value is remembered. Spares the
-    // GitHub API identical commit statuses.
-    struct KnownState {
-        std::string key;
-        std::string value;
-    };
-    virtual std::optional<KnownState> knownState(std::span<const Delivery> /*batch*/) const { return std::nullopt; }
+    // One round of periodic re-sends (refresh() says how often); none: nothing to re-send. Runs
+    // between deliveries, serialized with them.
+    virtual std::vector<HttpRequest> refreshRequests(const ProviderState& /*state*/, TimePoint /*now*/) const {
+        return {};
+    }
 
-    // Default: 2xx delivered; 5xx, 408, 429 retry (honouring Retry-After);
-    // other statuses permanent.
-    // Not const: a provider may drop cached credentials on a 401.
-    virtual Outcome classify(const HttpResponse& response);
+    const TargetConfig& target() const { return target_; }
+    // How many deliveries one request may carry (Alertmanager takes arrays; the others take 1).
+    std::size_t maxBatch() const { return traits_.maxBatch; }
+    const std::optional<Refresh>& refresh() const { return traits_.refresh; }
+    // The target's configured headers that this provider sets itself and so never sends.
+    std::vector<std::string> shadowedHeaders() const;
+
+protected:
+    struct Traits {
+        std::size_t maxBatch = 1;
+        std::optional<Refresh> refresh;
+        // Headers the provider sets (content, signature, auth): a configured header of the same
+        // name would contradict them, so it is left out.
+        std::vector<std::string> ownHeaders;
+    };
+
+    Provider(TargetConfig target, Traits traits);
+
+    // Every request's last step: the configured headers, except the provider's own.
+    void addConfiguredHeaders(HttpRequest& request) const;
+    // The target's Authorization: Bearer with a token, else Basic with a username and password.
+    void addAuthorization(HttpRequest& request) const;
+    static bool hasAuthorization(const TargetConfig& target);
+
+    const TargetConfig target_;
+
+private:
+    Traits traits_;
 };
 
 // The one registration table: target type → provider.
 std::unique_ptr<Provider> makeProvider(const TargetConfig& target);
+
+// One warning per configured header a target's provider sets itself, so never sends.
+std::vector<std::string> shadowedHeaderWarnings(const Config& config);
 
 // Shared by providers: the response classification and Retry-After parsing (seconds or HTTP date).
 Outcome classifyHttpStatus(const HttpResponse& response);
 // The same at a given time, which an HTTP-date Retry-After is measured against.
 Outcome classifyHttpStatus(const HttpResponse& response, TimePoint now);
 std::optional<std::chrono::milliseconds> parseRetryAfter(std::string_view value, TimePoint now);
-
-// Headers every request of a target carries: configured headers, then auth (Bearer or Basic).
-void addTargetHeaders(const TargetConfig& target, HttpRequest& request);
 
 }  // namespace fluxrelay

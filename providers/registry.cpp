@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "core/crypto.hpp"
 #include "core/text.hpp"
@@ -139,6 +140,20 @@ std::unique_ptr<Provider> makeProvider(const TargetConfig& target) {
     return nullptr;
 }
 
+std::vector<std::string> shadowedHeaderWarnings(const Config& config) {
+    std::vector<std::string> warnings;
+    for (const TargetConfig& target : config.targets) {
+        const std::unique_ptr<Provider> provider = makeProvider(target);
+        if (!provider) continue;
+        for (const std::string& name : provider->shadowedHeaders()) {
+            warnings.push_back("target " + target.name + ": header '" + name + "' is set by the " +
+                               std::string(toString(target.type)) +
+                               " target itself (content, signature or credentials); the configured value is not sent");
+        }
+    }
+    return warnings;
+}
+
 Outcome Provider::classify(const HttpResponse& response) { return classifyHttpStatus(response); }
 
 Outcome classifyHttpStatus(const HttpResponse& response) { return classifyHttpStatus(response, Clock::now()); }
@@ -185,20 +200,43 @@ std::optional<std::string_view> HttpResponse::header(std::string_view name) cons
     return std::nullopt;
 }
 
-void addTargetHeaders(const TargetConfig& target, HttpRequest& request) {
-    const bool bearer = !target.token.empty();
-    // As Flux: Basic only when both parts are set; a username alone sends nothing.
-    const bool basic = !bearer && !target.username.empty() && !target.password.empty();
-    for (const auto& [name, value] : target.headers) {
-        // The configured credentials win over an Authorization header written by hand: two
-        // Authorization headers would be rejected or, worse, one silently picked.
-        if ((bearer || basic) && equalsIgnoreCase(name, "Authorization")) continue;
-        request.headers.emplace_back(name, value);
+Provider::Provider(TargetConfig target, Traits traits) : target_(std::move(target)), traits_(std::move(traits)) {
+    // The HTTP client frames every request itself.
+    for (const std::string_view framing : {"Host", "Content-Length", "Transfer-Encoding"}) {
+        traits_.ownHeaders.emplace_back(framing);
     }
-    if (bearer) {
-        request.headers.emplace_back("Authorization", "Bearer " + target.token);
-    } else if (basic) {
-        request.headers.emplace_back("Authorization", "Basic " + base64Encode(target.username + ":" + target.password));
+}
+
+std::vector<std::string> Provider::shadowedHeaders() const {
+    std::vector<std::string> shadowed;
+    for (const auto& [name, value] : target_.headers) {
+        const auto own = std::find_if(traits_.ownHeaders.begin(), traits_.ownHeaders.end(),
+                                      [&name = name](const std::string& mine) { return equalsIgnoreCase(mine, name); });
+        if (own != traits_.ownHeaders.end()) shadowed.push_back(name);
+    }
+    return shadowed;
+}
+
+void Provider::addConfiguredHeaders(HttpRequest& request) const {
+    const std::vector<std::string> shadowed = shadowedHeaders();
+    for (const auto& [name, value] : target_.headers) {
+        if (std::find(shadowed.begin(), shadowed.end(), name) == shadowed.end()) {
+            request.headers.emplace_back(name, value);
+        }
+    }
+}
+
+bool Provider::hasAuthorization(const TargetConfig& target) {
+    // As Flux: Basic only when both parts are set; a username alone sends nothing.
+    return !target.token.empty() || (!target.username.empty() && !target.password.empty());
+}
+
+void Provider::addAuthorization(HttpRequest& request) const {
+    if (!target_.token.empty()) {
+        request.headers.emplace_back("Authorization", "Bearer " + target_.token);
+    } else if (hasAuthorization(target_)) {
+        request.headers.emplace_back("Authorization",
+                                     "Basic " + base64Encode(target_.username + ":" + target_.password));
     }
 }
 

@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 
+import { startGitHubStandIn } from './github_standin.mjs';
 import {
   cleanup,
   expectedFluxLabels,
@@ -14,6 +15,7 @@ import {
   freePort,
   makeTempDir,
   postEvent,
+  recoveryEvent,
   repoRoot,
   runRelayCommand,
   startAlertmanager,
@@ -26,6 +28,7 @@ import {
 const FIXTURES = path.join(repoRoot, 'test', 'integration', 'fixtures', 'home-ops');
 const AM_TOKEN = 'alertmanager-bearer-token-for-explain-0123';
 const HMAC_KEY = 'explain-hmac-key-0123456789abcdef';
+const GITHUB_TOKEN = 'ghp_explain0123456789abcdef0123456789ab';
 
 // Writes files (name → content) into a new temp folder; returns the folder.
 async function folderWith(files) {
@@ -291,7 +294,119 @@ describe('fluxrelay explain', () => {
       await proxy.close();
     }
   });
+  it('shows, byte for byte, the resolution and the commit status the relay sends, over the state in its spool', async () => {
+    const am = await startAlertmanager();
+    const alertmanager = await recordingProxy(am.url);
+    const stand = await startGitHubStandIn({ token: GITHUB_TOKEN });
+    const github = await recordingProxy(stand.url);
+    try {
+      const sha = stand.newCommit();
+      const run = uniqueSuffix();
+      const config = {
+        storage: { path: './data' },
+        sources: [{ name: 'flux', type: 'flux', path: '/flux/events', hmacKeyFile: './flux-hmac' }],
+        targets: [
+          { name: 'alertmanager', type: 'alertmanager', address: `${alertmanager.url}/api/v2/alerts`, tokenFile: './am-token', resolve: true },
+          // Any host but github.com is GitHub Enterprise: the API is at <address host>/api/v3.
+          { name: 'github', type: 'github', address: `${github.url}/fluxcd/podinfo`, tokenFile: './github-token' },
+        ],
+        routes: [
+          { name: 'alerts', source: 'flux', eventSeverity: 'error', dedup: { mode: 'none' }, targets: ['alertmanager'] },
+          { name: 'statuses', source: 'flux', dedup: { mode: 'none' }, targets: ['github'] },
+        ],
+      };
+      const relay = await startRelay(config, {
+        files: { ...EXPLAIN_FILES, 'github-token': GITHUB_TOKEN },
+        hmacKey: HMAC_KEY,
+      });
+      const failing = fluxEvent({
+        involvedObject: { kind: 'Kustomization', name: `apps-${run}`, namespace: 'flux-system' },
+        reason: 'HealthCheckFailed',
+        message: 'Health check failed after 5m0s',
+        metadata: { revision: `main@sha1:${sha}`, run },
+      });
+      assert.equal((await postEvent(relay, '/flux/events', failing)).status, 202);
+      await waitFor(async () => (await am.alerts({ run })).length === 1 && stand.statusesFor(sha).length === 1, {
+        what: 'the alert firing and the failure status',
+      });
+
+      // The spool as it stands before the recovery: what explain reads its state from.
+      await relay.stop();
+      await fs.cp(path.join(relay.dir, 'data'), path.join(relay.dir, 'before-recovery'), { recursive: true });
+      await relay.restart();
+      // As kustomize-controller sends them: the object is ready (which resolves), and the revision
+      // applied (commit_status=update: only GitHub statuses take it).
+      const recovered = recoveryEvent(failing);
+      const applied = recoveryEvent(failing, { metadata: { ...failing.metadata, commit_status: 'update' } });
+      for (const event of [recovered, applied]) assert.equal((await postEvent(relay, '/flux/events', event)).status, 202);
+      // A restart also re-sends what is firing at once; the resolution is the request that resolves.
+      const isResolution = (recorded) => JSON.parse(recorded.body).some((alert) => alert.status === 'resolved');
+      await waitFor(async () => alertmanager.recorded.some(isResolution) && stand.statusesFor(sha).length === 2, {
+        what: 'the resolution and the success status',
+      });
+      await relay.stop();
+
+      const resolution = alertmanager.recorded.find(isResolution);
+      const [resolved] = JSON.parse(resolution.body);
+      const status = github.recorded.at(-1);
+      assert.equal(JSON.parse(status.body).state, 'success');
+
+      // The same config over the copy, explained at the time the relay sent the resolution.
+      const configText = await fs.readFile(relay.configFile, 'utf8');
+      const explainConfigFile = path.join(relay.dir, 'explain.yaml');
+      await fs.writeFile(explainConfigFile, configText.replace('./data', './before-recovery'));
+      const explainFromSpool = async (event, now) => {
+        const eventFile = path.join(relay.dir, `event-${uniqueSuffix()}.json`);
+        await fs.writeFile(eventFile, JSON.stringify(event));
+        const explained = await runRelayCommand([
+          'explain', '--config', explainConfigFile, '--source', 'flux', '--output', 'json',
+          '--state-from-spool', '--now', now, eventFile,
+        ], { cwd: relay.dir });
+        assert.equal(explained.code, 0, explained.stderr);
+        assert.ok(!explained.stdout.includes(GITHUB_TOKEN) && !explained.stdout.includes(AM_TOKEN), 'no token is shown');
+        return JSON.parse(explained.stdout);
+      };
+
+      const alertTarget = routeOf(await explainFromSpool(recovered, resolved.endsAt), 'alerts').targets[0];
+      assert.equal(alertTarget.stateFrom, 'spool');
+      assert.equal(alertTarget.state.length, 1);
+      assert.match(alertTarget.state[0].value, new RegExp(`apps-${run}`), 'the firing alert read from the spool');
+      assert.deepEqual(alertTarget.writes, [{ key: 'alertmanager-firing:alertmanager', value: null }], 'nothing left firing');
+      assertSame(alertTarget.requests, [resolution], alertmanager.url);
+
+      const statusTarget = routeOf(await explainFromSpool(applied, resolved.endsAt), 'statuses').targets[0];
+      assert.equal(statusTarget.stateFrom, 'spool');
+      assert.equal(statusTarget.state[0].value, 'failure\nhealth check failed', 'the last status delivered');
+      assertSame(statusTarget.requests, [status], github.url);
+    } finally {
+      await alertmanager.close();
+      await github.close();
+      await stand.close();
+    }
+  });
 });
+
+// Explain's requests against those recorded on the wire: the same method, URL, body and headers,
+// the credentials compared redacted.
+function assertSame(shown, recorded, origin) {
+  assert.equal(shown.length, recorded.length);
+  shown.forEach((request, i) => {
+    const sent = recorded[i];
+    assert.equal(request.method, sent.method);
+    assert.equal(request.url, `${origin}${sent.url}`);
+    assert.equal(request.body, sent.body, 'the body explain showed is the body sent, byte for byte');
+    const sentHeaders = [];
+    for (let at = 0; at < sent.headers.length; at += 2) {
+      const [name, value] = [sent.headers[at], sent.headers[at + 1]];
+      sentHeaders.push(`${name.toLowerCase()}: ${name.toLowerCase() === 'authorization' ? value.replace(/ .*/, ' <redacted>') : value}`);
+    }
+    assert.deepEqual(
+      request.headers.map((h) => `${h.name.toLowerCase()}: ${h.value}`).sort(),
+      sentHeaders.sort(),
+      'the headers explain showed are the headers sent',
+    );
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 // Alertmanager payloads: Flux's alert shape, alertname casing, batching, auth headers.
 #include "providers/alertmanager.hpp"
+#include "test/providers/plans.hpp"
 
 #include <doctest/doctest.h>
 
@@ -57,7 +58,7 @@ TargetConfig alertmanagerTarget() {
 }
 
 HttpRequest build(const Provider& provider, const std::vector<Delivery>& batch) {
-    BuildResult result = provider.buildRequest(batch);
+    BuildResult result = buildRequest(provider, batch);
     REQUIRE(std::holds_alternative<HttpRequest>(result));
     return std::get<HttpRequest>(std::move(result));
 }
@@ -219,13 +220,14 @@ TEST_CASE("alertmanager provider authenticates with Bearer, or Basic when both u
         const HttpRequest request = build(*makeProvider(target), batch);
         CHECK(headerValues(request, "Authorization").empty());
     }
-    SUBCASE("configured headers come first") {
-        target.headers = {{"X-Scope-OrgID", "home"}};
+    SUBCASE("configured headers come after the provider's own, and cannot replace them") {
+        target.headers = {{"X-Scope-OrgID", "home"}, {"Content-Type", "text/plain"}};
         target.token = "s3cr3t";
         const HttpRequest request = build(*makeProvider(target), batch);
         REQUIRE(request.headers.size() == 3);
-        CHECK(request.headers[1] == std::pair<std::string, std::string>{"X-Scope-OrgID", "home"});
-        CHECK(request.headers[2] == std::pair<std::string, std::string>{"Authorization", "Bearer s3cr3t"});
+        CHECK(request.headers[0] == std::pair<std::string, std::string>{"Content-Type", "application/json"});
+        CHECK(request.headers[1] == std::pair<std::string, std::string>{"Authorization", "Bearer s3cr3t"});
+        CHECK(request.headers[2] == std::pair<std::string, std::string>{"X-Scope-OrgID", "home"});
     }
 }
 
@@ -233,7 +235,7 @@ TEST_CASE("alertmanager provider refuses a batch with a non-Flux event, permanen
     Delivery github;
     github.event = std::make_shared<const Event>(Event{"id", "github", {}, GitHubEvent{"push", "d1", "", false, "{}"}});
     const std::vector<Delivery> batch = {makeDelivery(kustomizationFailure()), github};
-    const BuildResult result = makeProvider(alertmanagerTarget())->buildRequest(batch);
+    const BuildResult result = buildRequest(*makeProvider(alertmanagerTarget()), batch);
     REQUIRE(std::holds_alternative<Outcome>(result));
     CHECK(std::get<Outcome>(result).kind == OutcomeKind::permanent);
     CHECK(std::get<Outcome>(result).detail == "alertmanager targets take only Flux events");
@@ -264,13 +266,13 @@ TEST_CASE("resolve: an object's info event ends the alerts it has firing, and th
     CHECK(keys[0] == "alertmanager-firing:" + target.name);
 
     // Nothing firing yet: the error fires, valid for three re-send intervals, and is remembered.
-    Provider::State state{{keys[0], std::nullopt}};
-    auto built = provider->buildRequests(std::vector{failure}, state, now);
+    ProviderState state{{keys[0], std::nullopt}};
+    auto built = buildRequests(*provider, std::vector{failure}, state, now);
     REQUIRE(built.size() == 1);
     auto fired = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
     REQUIRE(fired.size() == 1);
     CHECK(fired[0]["endsAt"] == formatRfc3339Nano(now + std::chrono::minutes(15)));
-    state = provider->stateAfterDelivery(std::vector{failure}, state);
+    state = stateAfterDelivery(*provider, std::vector{failure}, state);
     REQUIRE(state.at(keys[0]).has_value());
 
     // The recovery: the remembered alert again, same labels, endsAt now; not an alert of its own.
@@ -279,16 +281,16 @@ TEST_CASE("resolve: an object's info event ends the alerts it has firing, and th
     recovered.reason = "ReconciliationSucceeded";
     recovered.resolveOnly = true;
     const Delivery recovery = makeDelivery(recovered, 2);
-    built = provider->buildRequests(std::vector{recovery}, state, now);
+    built = buildRequests(*provider, std::vector{recovery}, state, now);
     auto resolved = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
     REQUIRE(resolved.size() == 1);
     CHECK(resolved[0]["labels"] == fired[0]["labels"]);
     CHECK(resolved[0]["endsAt"] == formatRfc3339Nano(now));
-    state = provider->stateAfterDelivery(std::vector{recovery}, state);
+    state = stateAfterDelivery(*provider, std::vector{recovery}, state);
     CHECK_FALSE(state.at(keys[0]).has_value());  // erased: nothing left firing
 
     // Another info event finds nothing to resolve and sends nothing.
-    built = provider->buildRequests(std::vector{recovery}, state, now);
+    built = buildRequests(*provider, std::vector{recovery}, state, now);
     REQUIRE(built.size() == 1);
     const auto* outcome = std::get_if<Outcome>(&built[0]);
     REQUIRE(outcome != nullptr);
@@ -303,8 +305,8 @@ TEST_CASE("resolve: on a route that takes every severity the info event is also 
     recovered.severity = "info";
     recovered.reason = "ReconciliationSucceeded";
     const std::vector batch{makeDelivery(kustomizationFailure(), 1), makeDelivery(recovered, 2)};
-    const Provider::State empty;
-    const auto built = provider->buildRequests(batch, empty, Clock::now());
+    const ProviderState empty;
+    const auto built = buildRequests(*provider, batch, empty, Clock::now());
     const auto alerts = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
     REQUIRE(alerts.size() == 3);  // the error fires, is resolved, and the info alert is sent as Flux would
     CHECK(alerts[1]["status"] == "resolved");
@@ -318,14 +320,14 @@ TEST_CASE("resolve: firing alerts are re-sent each round until resolved, and for
     target.refireInterval = std::chrono::minutes(2);
     target.maxBatch = 2;
     const auto provider = makeAlertmanagerProvider(target);
-    REQUIRE(provider->refreshInterval());
-    CHECK(*provider->refreshInterval() == std::chrono::minutes(2));
-    const auto keys = provider->refreshStateKeys();
+    REQUIRE(provider->refresh());
+    CHECK(provider->refresh()->interval == std::chrono::minutes(2));
+    const auto keys = provider->refresh()->stateKeys;
     REQUIRE(keys.size() == 1);
 
     const TimePoint start = Clock::now();
-    Provider::State state{{keys[0], std::nullopt}};
-    CHECK(provider->buildRefresh(state, start).empty());  // nothing firing: nothing to send
+    ProviderState state{{keys[0], std::nullopt}};
+    CHECK(provider->refreshRequests(state, start).empty());  // nothing firing: nothing to send
 
     // Three objects fail.
     std::vector<Delivery> failures;
@@ -334,14 +336,14 @@ TEST_CASE("resolve: firing alerts are re-sent each round until resolved, and for
         failure.involvedObject.name = name;
         failures.push_back(makeDelivery(failure, failures.size() + 1));
     }
-    state = provider->stateAfterDelivery(failures, state);
+    state = stateAfterDelivery(*provider, failures, state);
 
     const TimePoint later = start + std::chrono::hours(1);
-    const auto round = provider->buildRefresh(state, later);
+    const auto round = provider->refreshRequests(state, later);
     REQUIRE(round.size() == 2);  // three alerts in batches of two
     std::set<std::string> names;
     for (const auto& request : round) {
-        for (const auto& alert : nlohmann::json::parse(std::get<HttpRequest>(request).body)) {
+        for (const auto& alert : nlohmann::json::parse(request.body)) {
             names.insert(alert["labels"]["name"].get<std::string>());
             CHECK(alert["endsAt"] == formatRfc3339Nano(later + std::chrono::minutes(6)));
         }
@@ -354,10 +356,10 @@ TEST_CASE("resolve: firing alerts are re-sent each round until resolved, and for
     recovered.severity = "info";
     recovered.reason = "ReconciliationSucceeded";
     recovered.resolveOnly = true;
-    state = provider->stateAfterDelivery(std::vector{makeDelivery(recovered, 9)}, state);
+    state = stateAfterDelivery(*provider, std::vector{makeDelivery(recovered, 9)}, state);
     std::size_t left = 0;
-    for (const auto& request : provider->buildRefresh(state, later)) {
-        for (const auto& alert : nlohmann::json::parse(std::get<HttpRequest>(request).body)) {
+    for (const auto& request : provider->refreshRequests(state, later)) {
+        for (const auto& alert : nlohmann::json::parse(request.body)) {
             CHECK(alert["labels"]["name"] != "infra");
             ++left;
         }
@@ -365,7 +367,7 @@ TEST_CASE("resolve: firing alerts are re-sent each round until resolved, and for
     CHECK(left == 2);
 
     // No failure for a day (a deleted object sends no recovery): its alerts are let go.
-    CHECK(provider->buildRefresh(state, start + std::chrono::hours(25)).empty());
+    CHECK(provider->refreshRequests(state, start + std::chrono::hours(25)).empty());
 }
 
 TEST_CASE("severityMap renames the severity label; unmapped severities stay verbatim") {

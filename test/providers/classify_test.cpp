@@ -83,7 +83,10 @@ TEST_CASE("Retry-After is honoured on statuses that retry, in seconds or as an H
 
 TEST_CASE("Provider::classify defaults to the shared classification") {
     struct Minimal final : Provider {
-        BuildResult buildRequest(std::span<const Delivery>) const override { return Outcome::permanent("unused"); }
+        Minimal() : Provider(TargetConfig{}, Traits{}) {}
+        AttemptPlan plan(std::span<const Delivery>, const ProviderState&, TimePoint) const override {
+            return AttemptPlan::decide(Outcome::permanent("unused"));
+        }
     };
     Minimal provider;
     CHECK(provider.maxBatch() == 1);
@@ -151,57 +154,96 @@ TEST_CASE("HttpResponse::header is case-insensitive and returns the first match"
     CHECK_FALSE(response.header("Content-Typ").has_value());
 }
 
-TEST_CASE("addTargetHeaders adds configured headers, then Bearer, else Basic when both parts are set") {
+// A provider that sets Content-Type (and Authorization, when the target has credentials) itself:
+// every provider's requests end with the same two shared steps.
+struct HeaderProbe final : Provider {
+    explicit HeaderProbe(const TargetConfig& target)
+        : Provider(target, Traits{.maxBatch = 1, .refresh = {}, .ownHeaders = ownHeaders(target)}) {}
+
+    AttemptPlan plan(std::span<const Delivery>, const ProviderState&, TimePoint) const override {
+        HttpRequest request;
+        request.headers = {{"Content-Type", "application/json"}};
+        addAuthorization(request);
+        addConfiguredHeaders(request);
+        return {.requests = {request}, .decided = {}, .writes = {}};
+    }
+
+    static std::vector<std::string> ownHeaders(const TargetConfig& target) {
+        std::vector<std::string> own = {"Content-Type"};
+        if (hasAuthorization(target)) own.emplace_back("Authorization");
+        return own;
+    }
+};
+
+std::vector<std::pair<std::string, std::string>> probeHeaders(const TargetConfig& target) {
+    return HeaderProbe(target).plan({}, {}, Clock::now()).requests.front().headers;
+}
+
+TEST_CASE("a provider's own headers, then Bearer, else Basic when both parts are set, then the configured ones") {
     TargetConfig target;
     target.headers = {{"X-Scope-OrgID", "home"}, {"X-Other", "1"}};
 
     SUBCASE("no credentials") {
-        HttpRequest request;
-        addTargetHeaders(target, request);
-        CHECK(request.headers == decltype(request.headers){{"X-Scope-OrgID", "home"}, {"X-Other", "1"}});
+        CHECK(probeHeaders(target) == decltype(probeHeaders(target)){{"Content-Type", "application/json"},
+                                                                     {"X-Scope-OrgID", "home"},
+                                                                     {"X-Other", "1"}});
     }
     SUBCASE("token") {
         target.token = "abc";
         target.username = "ignored";
         target.password = "ignored";
-        HttpRequest request;
-        request.headers = {{"Content-Type", "application/json"}};
-        addTargetHeaders(target, request);
-        CHECK(request.headers == decltype(request.headers){{"Content-Type", "application/json"},
-                                                           {"X-Scope-OrgID", "home"},
-                                                           {"X-Other", "1"},
-                                                           {"Authorization", "Bearer abc"}});
+        CHECK(probeHeaders(target) == decltype(probeHeaders(target)){{"Content-Type", "application/json"},
+                                                                     {"Authorization", "Bearer abc"},
+                                                                     {"X-Scope-OrgID", "home"},
+                                                                     {"X-Other", "1"}});
     }
     SUBCASE("basic") {
         target.username = "aladdin";
         target.password = "opensesame";
-        HttpRequest request;
-        addTargetHeaders(target, request);
-        REQUIRE(request.headers.size() == 3);
-        CHECK(request.headers.back() ==
-              std::pair<std::string, std::string>{"Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"});
+        const auto headers = probeHeaders(target);
+        REQUIRE(headers.size() == 4);
+        CHECK(headers[1] == std::pair<std::string, std::string>{"Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"});
     }
     SUBCASE("password alone sends nothing") {
         target.password = "opensesame";
-        HttpRequest request;
-        addTargetHeaders(target, request);
-        CHECK(request.headers.size() == 2);
+        CHECK(probeHeaders(target).size() == 3);
     }
-    SUBCASE("configured credentials replace a hand-written Authorization header") {
+    SUBCASE("configured credentials replace a hand-written Authorization header, and it is reported") {
         target.headers.emplace_back("authorization", "Bearer stale");
         target.token = "fresh";
-        HttpRequest request;
-        addTargetHeaders(target, request);
-        REQUIRE(request.headers.size() == 3);
-        CHECK(request.headers.back() == std::pair<std::string, std::string>{"Authorization", "Bearer fresh"});
+        const auto headers = probeHeaders(target);
+        REQUIRE(headers.size() == 4);
+        CHECK(headers[1] == std::pair<std::string, std::string>{"Authorization", "Bearer fresh"});
+        CHECK(HeaderProbe(target).shadowedHeaders() == std::vector<std::string>{"authorization"});
     }
     SUBCASE("a hand-written Authorization header stays when nothing else is configured") {
         target.headers.emplace_back("Authorization", "ApiKey xyz");
-        HttpRequest request;
-        addTargetHeaders(target, request);
-        REQUIRE(request.headers.size() == 3);
-        CHECK(request.headers.back() == std::pair<std::string, std::string>{"Authorization", "ApiKey xyz"});
+        const auto headers = probeHeaders(target);
+        REQUIRE(headers.size() == 4);
+        CHECK(headers.back() == std::pair<std::string, std::string>{"Authorization", "ApiKey xyz"});
+        CHECK(HeaderProbe(target).shadowedHeaders().empty());
     }
+    SUBCASE("content and framing headers are the provider's and the client's: configured ones are left out") {
+        target.headers = {{"content-type", "text/plain"}, {"Host", "elsewhere"}, {"X-Other", "1"}};
+        CHECK(probeHeaders(target) ==
+              decltype(probeHeaders(target)){{"Content-Type", "application/json"}, {"X-Other", "1"}});
+        CHECK(HeaderProbe(target).shadowedHeaders() == std::vector<std::string>{"content-type", "Host"});
+    }
+}
+
+TEST_CASE("shadowedHeaderWarnings names each target's configured header its provider sets itself") {
+    Config config;
+    TargetConfig am;
+    am.name = "am";
+    am.type = TargetType::alertmanager;
+    am.address = Url{"http", "am", 9093, "/api/v2/alerts"};
+    am.headers = {{"Content-Type", "text/plain"}, {"X-Scope-OrgID", "home"}};
+    config.targets.push_back(am);
+    const auto warnings = shadowedHeaderWarnings(config);
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0] ==
+          "target am: header 'Content-Type' is set by the alertmanager target itself (content, signature or "
+          "credentials); the configured value is not sent");
 }
 
 }  // namespace fluxrelay

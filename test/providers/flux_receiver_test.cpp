@@ -1,5 +1,6 @@
 // Flux Receiver target: the webhook path Flux computes, the forwarded request, the classification.
 #include "providers/flux_receiver.hpp"
+#include "test/providers/plans.hpp"
 
 #include <doctest/doctest.h>
 
@@ -48,7 +49,7 @@ Delivery pushDelivery(std::string body = std::string(pushBody)) {
 
 HttpRequest build(const Provider& provider, const Delivery& delivery) {
     const std::vector<Delivery> batch{delivery};
-    BuildResult result = provider.buildRequest(batch);
+    BuildResult result = buildRequest(provider, batch);
     REQUIRE(std::holds_alternative<HttpRequest>(result));
     return std::get<HttpRequest>(result);
 }
@@ -120,7 +121,7 @@ TEST_CASE("a Flux event cannot be forwarded to a Receiver") {
     delivery.event =
         std::make_shared<const Event>(Event{.id = "x", .source = "flux", .receivedAt = {}, .payload = FluxEvent{}});
     const std::vector<Delivery> batch{delivery};
-    const BuildResult result = makeFluxReceiverProvider(receiverTarget())->buildRequest(batch);
+    const BuildResult result = buildRequest(*makeFluxReceiverProvider(receiverTarget()), batch);
     REQUIRE(std::holds_alternative<Outcome>(result));
     CHECK((std::get<Outcome>(result).kind == OutcomeKind::permanent));
 }

@@ -1,6 +1,7 @@
 // GitHub commit statuses: revisions, Flux's description and context, request shape, known state,
 // rate limits and the GitHub App JWT (verified against the public key).
 #include "providers/github.hpp"
+#include "test/providers/plans.hpp"
 
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
@@ -81,13 +82,13 @@ std::string headerValue(const HttpRequest& request, std::string_view name) {
 }
 
 HttpRequest build(const Provider& provider, const Delivery& delivery) {
-    BuildResult result = provider.buildRequest(std::span(&delivery, 1));
+    BuildResult result = buildRequest(provider, std::span(&delivery, 1));
     if (const auto* outcome = std::get_if<Outcome>(&result)) FAIL("no request: " << outcome->detail);
     return std::get<HttpRequest>(std::move(result));
 }
 
 Outcome buildFailure(const Provider& provider, const Delivery& delivery) {
-    BuildResult result = provider.buildRequest(std::span(&delivery, 1));
+    BuildResult result = buildRequest(provider, std::span(&delivery, 1));
     REQUIRE(std::holds_alternative<Outcome>(result));
     return std::get<Outcome>(std::move(result));
 }
@@ -351,7 +352,7 @@ TEST_CASE("deliveries no status can be made of fail permanently with the reason"
         const Outcome outcome = buildFailure(*provider, makeDelivery(event));
         CHECK((outcome.kind == OutcomeKind::permanent));
         CHECK(outcome.detail.find("originRevision") != std::string::npos);
-        CHECK_FALSE(provider->knownState(std::vector{makeDelivery(event)}).has_value());
+        CHECK(provider->stateKeys(std::vector{makeDelivery(event)}).empty());
     }
     SUBCASE("trace severity") {
         const Outcome outcome = buildFailure(*provider, makeDelivery(kustomizationEvent("trace")));
@@ -376,21 +377,31 @@ TEST_CASE("deliveries no status can be made of fail permanently with the reason"
 
 TEST_CASE("the known state is the last (state, description) per repository, commit and context") {
     const auto provider = makeGitHubProvider(githubTarget());
-    const auto known = provider->knownState(std::vector{makeDelivery(kustomizationEvent())});
-    REQUIRE(known.has_value());
-    CHECK(known->key == "github-status:github-status:onedr0p/home-ops:" + kSha + ":kustomization/apps");
-    CHECK(known->value == "success\nreconciliation succeeded");
+    const std::vector succeeded{makeDelivery(kustomizationEvent())};
+    const auto keys = provider->stateKeys(succeeded);
+    REQUIRE(keys.size() == 1);
+    CHECK(keys[0] == "github-status:github-status:onedr0p/home-ops:" + kSha + ":kustomization/apps");
+    const AttemptPlan first = provider->plan(succeeded, {}, Clock::now());
+    CHECK(first.requests.size() == 1);
+    CHECK(first.writes == ProviderState{{keys[0], "success\nreconciliation succeeded"}});
 
-    const auto failed =
-        provider->knownState(std::vector{makeDelivery(kustomizationEvent("error", "HealthCheckFailed"))});
-    REQUIRE(failed.has_value());
-    CHECK(failed->key == known->key);
-    CHECK(failed->value == "failure\nhealth check failed");
+    // The same status again is settled without a request.
+    const AttemptPlan again = provider->plan(succeeded, first.writes, Clock::now());
+    CHECK(again.requests.empty());
+    REQUIRE(again.decided.has_value());
+    CHECK((again.decided->kind == OutcomeKind::delivered));
+    CHECK(again.writes.empty());
+
+    const std::vector failed{makeDelivery(kustomizationEvent("error", "HealthCheckFailed"))};
+    CHECK(provider->stateKeys(failed) == keys);
+    const AttemptPlan changed = provider->plan(failed, first.writes, Clock::now());
+    CHECK(changed.requests.size() == 1);
+    CHECK(changed.writes == ProviderState{{keys[0], "failure\nhealth check failed"}});
 }
 
 TEST_CASE("token targets need no credentials request") {
     const auto provider = makeGitHubProvider(githubTarget());
-    CHECK_FALSE(provider->credentialsRequest(Clock::now()).has_value());
+    CHECK_FALSE(credentialsRequest(*provider, Clock::now()).has_value());
 }
 
 TEST_CASE("GitHub's answers to a status post") {
@@ -529,7 +540,7 @@ TEST_CASE("keys that cannot sign an RS256 JWT are refused") {
     TargetConfig target = appTarget();
     target.app->privateKey = privatePem(ec.get());
     const auto provider = makeGitHubProvider(target);
-    CHECK_FALSE(provider->credentialsRequest(now).has_value());
+    CHECK_FALSE(credentialsRequest(*provider, now).has_value());
     const Outcome outcome = buildFailure(*provider, makeDelivery(kustomizationEvent()));
     CHECK((outcome.kind == OutcomeKind::permanent));
     CHECK(outcome.detail.find("not a usable RSA private key") != std::string::npos);
@@ -547,7 +558,7 @@ TEST_CASE("a GitHub App exchanges its JWT for an installation token and caches i
     const auto provider = makeGitHubProvider(appTarget());
     const TimePoint now = Clock::now();
 
-    const auto exchange = provider->credentialsRequest(now);
+    const auto exchange = credentialsRequest(*provider, now);
     REQUIRE(exchange.has_value());
     CHECK(exchange->method == "POST");
     CHECK(exchange->url.toString() == "https://api.github.com/app/installations/5678/access_tokens");
@@ -561,62 +572,62 @@ TEST_CASE("a GitHub App exchanges its JWT for an installation token and caches i
 
     const std::string expiresAt = formatRfc3339(now + hours(1));
     const Outcome accepted =
-        provider->acceptCredentials(response(201, installationTokenBody("ghs_installation", expiresAt)), now);
+        acceptCredentials(*provider, response(201, installationTokenBody("ghs_installation", expiresAt)), now);
     CHECK((accepted.kind == OutcomeKind::delivered));
-    CHECK_FALSE(provider->credentialsRequest(now).has_value());
+    CHECK_FALSE(credentialsRequest(*provider, now).has_value());
 
     const HttpRequest status = build(*provider, makeDelivery(kustomizationEvent()));
     CHECK(headerValues(status, "Authorization") == std::vector<std::string>{"Bearer ghs_installation"});
 
     SUBCASE("renewed five minutes before it expires") {
-        CHECK_FALSE(provider->credentialsRequest(now + minutes(54)).has_value());
-        CHECK(provider->credentialsRequest(now + minutes(56)).has_value());
+        CHECK_FALSE(credentialsRequest(*provider, now + minutes(54)).has_value());
+        CHECK(credentialsRequest(*provider, now + minutes(56)).has_value());
     }
     SUBCASE("a 401 drops the token and retries with a new one") {
         const Outcome outcome = provider->classify(response(401, R"({"message":"Bad credentials"})"));
         CHECK((outcome.kind == OutcomeKind::retry));
         CHECK(outcome.detail.find("ghs_installation") == std::string::npos);
-        CHECK(provider->credentialsRequest(now).has_value());
+        CHECK(credentialsRequest(*provider, now).has_value());
     }
     SUBCASE("other answers are classified as for tokens") {
         CHECK((provider->classify(response(201)).kind == OutcomeKind::delivered));
         CHECK(provider->classify(response(429)).pauseTarget);
-        CHECK_FALSE(provider->credentialsRequest(now).has_value());
+        CHECK_FALSE(credentialsRequest(*provider, now).has_value());
     }
 }
 
 TEST_CASE("failed token exchanges say why and never show the token") {
     const auto provider = makeGitHubProvider(appTarget());
     const TimePoint now = Clock::now();
-    REQUIRE(provider->credentialsRequest(now).has_value());
+    REQUIRE(credentialsRequest(*provider, now).has_value());
 
     SUBCASE("a 2xx without a usable token retries, without quoting the body") {
         for (const std::string& body :
              {std::string("not json"), std::string(R"({"token":"ghs_leak"})"),
               installationTokenBody("ghs_leak", "tomorrow"), installationTokenBody("", "2030-01-01T00:00:00Z")}) {
             CAPTURE(body);
-            const Outcome outcome = provider->acceptCredentials(response(201, body), now);
+            const Outcome outcome = acceptCredentials(*provider, response(201, body), now);
             CHECK((outcome.kind == OutcomeKind::retry));
             CHECK(outcome.detail.find("ghs_leak") == std::string::npos);
             CHECK(outcome.detail.find("GitHub App token exchange: HTTP 201") == 0);
         }
-        CHECK(provider->credentialsRequest(now).has_value());
+        CHECK(credentialsRequest(*provider, now).has_value());
     }
     SUBCASE("401: the JWT was rejected") {
-        const Outcome outcome = provider->acceptCredentials(
-            response(401, R"({"message":"'Expiration time' claim ('exp') is too far in the future"})"), now);
+        const Outcome outcome = acceptCredentials(
+            *provider, response(401, R"({"message":"'Expiration time' claim ('exp') is too far in the future"})"), now);
         CHECK((outcome.kind == OutcomeKind::permanent));
         CHECK(outcome.detail.find("GitHub App token exchange: HTTP 401") == 0);
         CHECK(outcome.detail.find("check appID, the private key") != std::string::npos);
     }
     SUBCASE("404: no such installation") {
-        const Outcome outcome = provider->acceptCredentials(response(404, R"({"message":"Not Found"})"), now);
+        const Outcome outcome = acceptCredentials(*provider, response(404, R"({"message":"Not Found"})"), now);
         CHECK((outcome.kind == OutcomeKind::permanent));
         CHECK(outcome.detail.find("installation 5678 of App 1234 not found") != std::string::npos);
     }
     SUBCASE("5xx retries, rate limits pause") {
-        CHECK((provider->acceptCredentials(response(503), now).kind == OutcomeKind::retry));
-        const Outcome limited = provider->acceptCredentials(response(429, "", {{"Retry-After", "7"}}), now);
+        CHECK((acceptCredentials(*provider, response(503), now).kind == OutcomeKind::retry));
+        const Outcome limited = acceptCredentials(*provider, response(429, "", {{"Retry-After", "7"}}), now);
         CHECK((limited.kind == OutcomeKind::retry));
         CHECK(limited.pauseTarget);
         CHECK(limited.retryAfter == milliseconds(7000));

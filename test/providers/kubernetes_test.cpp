@@ -1,6 +1,7 @@
 // Kubernetes target: API paths, the merge patch, headers, one PATCH per resource, token rotation,
 // and the loader's in-cluster defaults.
 #include "providers/kubernetes.hpp"
+#include "test/providers/plans.hpp"
 
 #include <doctest/doctest.h>
 
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "config/loader.hpp"
+#include "core/file.hpp"
 
 namespace fluxrelay {
 namespace {
@@ -52,11 +54,20 @@ Delivery pushDelivery() {
 std::vector<HttpRequest> buildAll(const Provider& provider) {
     const std::vector<Delivery> batch{pushDelivery()};
     std::vector<HttpRequest> requests;
-    for (const BuildResult& result : provider.buildRequests(batch)) {
+    for (const BuildResult& result : buildRequests(provider, batch)) {
         REQUIRE(std::holds_alternative<HttpRequest>(result));
         requests.push_back(std::get<HttpRequest>(result));
     }
     return requests;
+}
+
+// The dispatcher's first step: the credentials the provider asks for, here its token file's.
+Outcome fetchCredentials(Provider& provider) {
+    const TimePoint now = Clock::now();
+    const std::optional<CredentialsFetch> fetch = provider.credentialsFetch(now);
+    if (!fetch) return Outcome::delivered("fresh");
+    const FileContent file = readWholeFile(fetch->file);
+    return provider.acceptCredentials({.response = {}, .content = file.bytes, .error = file.error}, now);
 }
 
 std::string header(const HttpRequest& request, std::string_view name) {
@@ -168,7 +179,7 @@ TEST_CASE("one delivery: one PATCH per listed resource, in order, with the same 
     CHECK(requests[0].body == requests[1].body);
     // buildRequest alone is the first of them.
     const std::vector<Delivery> batch{pushDelivery()};
-    const BuildResult first = provider->buildRequest(batch);
+    const BuildResult first = buildRequest(*provider, batch);
     REQUIRE(std::holds_alternative<HttpRequest>(first));
     CHECK(std::get<HttpRequest>(first).url.target == requests[0].url.target);
 }
@@ -179,25 +190,25 @@ TEST_CASE("the token file is read while running, and again after a 401 (rotated 
     target.token = "read-at-load";
     target.tokenFile = dir.write("token", "first-token\n");
     const auto provider = makeKubernetesProvider(target);
+    CHECK((fetchCredentials(*provider).kind == OutcomeKind::delivered));
     CHECK(header(buildAll(*provider).front(), "Authorization") == "Bearer first-token");
 
     dir.write("token", "second-token");
     // Cached for a while, as client-go does...
+    CHECK(fetchCredentials(*provider).detail == "fresh");
     CHECK(header(buildAll(*provider).front(), "Authorization") == "Bearer first-token");
     // ...until the API server refuses it: then the file is read again and the delivery retried.
     const Outcome refused = provider->classify(HttpResponse{.status = 401, .headers = {}, .body = "Unauthorized"});
     CHECK((refused.kind == OutcomeKind::retry));
+    CHECK((fetchCredentials(*provider).kind == OutcomeKind::delivered));
     CHECK(header(buildAll(*provider).front(), "Authorization") == "Bearer second-token");
 
     // A token that is not there (yet) is a reason to try later.
     fs::remove(target.tokenFile);
     CHECK((provider->classify(HttpResponse{.status = 401}).kind == OutcomeKind::retry));
-    const std::vector<Delivery> batch{pushDelivery()};
-    const auto results = provider->buildRequests(batch);
-    REQUIRE(results.size() == 1);
-    REQUIRE(std::holds_alternative<Outcome>(results.front()));
-    CHECK((std::get<Outcome>(results.front()).kind == OutcomeKind::retry));
-    CHECK(std::get<Outcome>(results.front()).detail.find(target.tokenFile) != std::string::npos);
+    const Outcome missing = fetchCredentials(*provider);
+    CHECK((missing.kind == OutcomeKind::retry));
+    CHECK(missing.detail.find(target.tokenFile) != std::string::npos);
 }
 
 TEST_CASE("classification of the API server's answers") {
