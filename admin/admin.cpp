@@ -9,7 +9,7 @@
 
 #include "admin/status_page.hpp"
 #include "core/crypto.hpp"
-#include "gateway/ingest.hpp"
+#include "gateway/endpoints.hpp"
 
 namespace fluxrelay {
 
@@ -23,19 +23,13 @@ std::string dump(const nlohmann::json& json) {
     return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-// `?limit=N` clamped to [1, max]; `fallback` when absent or not a number.
+// `?limit=N` clamped to [1, max]; `fallback` when absent or not a whole positive number.
 std::size_t queryLimit(const HttpServerRequest& request, std::size_t fallback, std::size_t max) {
-    const std::string_view target = request.target();
-    const auto at = target.find("limit=");
-    if (at == std::string_view::npos) {
-        return fallback;
-    }
+    const std::optional<std::string> text = queryParameter(request, "limit");
+    if (!text) return fallback;
     std::size_t limit = 0;
-    const auto text = target.substr(at + 6);
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), limit);
-    if (error != std::errc{} || limit == 0) {
-        return fallback;
-    }
+    const auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), limit);
+    if (error != std::errc{} || end != text->data() + text->size() || limit == 0) return fallback;
     return std::min(limit, max);
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <set>
 
+#include <boost/url/parse.hpp>
 #include <nlohmann/json.hpp>
 
 #include "config/loader.hpp"
@@ -319,39 +320,33 @@ std::string redactHeaderValue(std::string_view name, std::string_view value) {
     return std::string(kRedacted);
 }
 
-std::string redactUrl(std::string_view url) {
-    std::string out(url);
-    const std::size_t queryAt = out.find('?');
+std::string redactUrl(std::string_view text) {
+    const auto url = boost::urls::parse_uri_reference(text);
+    if (!url) return std::string(text);
+    // The parts of `text` that are secrets, as Boost.URL finds them: views into `text` itself.
+    std::vector<std::string_view> secrets;
+    if (url->has_userinfo()) secrets.push_back(url->encoded_userinfo());
     // The Receiver's path is a digest of its token: knowing it is enough to trigger reconciliations.
-    constexpr std::string_view hook = "/hook/";
-    if (const std::size_t at = out.find(hook); at != std::string::npos && at < queryAt) {
-        const std::size_t start = at + hook.size();
-        std::size_t end = out.find_first_of("/?#", start);
-        if (end == std::string::npos) end = out.size();
-        if (end > start) out.replace(start, end - start, kRedacted);
-    }
-    const std::size_t query = out.find('?');
-    if (query == std::string::npos) return out;
-    std::string rebuilt = out.substr(0, query + 1);
-    std::string_view rest = std::string_view(out).substr(query + 1);
-    bool first = true;
-    while (true) {
-        const std::size_t amp = rest.find('&');
-        const std::string_view pair = rest.substr(0, amp);
-        const std::size_t equals = pair.find('=');
-        if (!first) rebuilt += '&';
-        first = false;
-        const std::string name = asciiLowered(pair.substr(0, equals));
-        if (equals != std::string_view::npos &&
-            containsAny(name, {"token", "key", "secret", "sig", "password", "auth", "credential"})) {
-            rebuilt.append(pair.substr(0, equals + 1)).append(kRedacted);
-        } else {
-            rebuilt.append(pair);
+    const auto segments = url->encoded_segments();
+    for (auto it = segments.begin(); it != segments.end(); ++it) {
+        if (*it == "hook" && std::next(it) != segments.end() && !(*std::next(it)).empty()) {
+            secrets.push_back(*std::next(it));
         }
-        if (amp == std::string_view::npos) break;
-        rest.remove_prefix(amp + 1);
     }
-    return rebuilt;
+    for (const auto& param : url->encoded_params()) {
+        if (param.has_value &&
+            containsAny(asciiLowered(param.key), {"token", "key", "secret", "sig", "password", "auth", "credential"})) {
+            secrets.push_back(param.value);
+        }
+    }
+    // Replaced from the last to the first, so each offset still holds when its turn comes.
+    std::sort(secrets.begin(), secrets.end(),
+              [](std::string_view a, std::string_view b) { return a.data() > b.data(); });
+    std::string out(text);
+    for (const std::string_view secret : secrets) {
+        out.replace(static_cast<std::size_t>(secret.data() - text.data()), secret.size(), kRedacted);
+    }
+    return out;
 }
 
 std::variant<Explanation, ExplainError> explain(const Config& config, std::string_view sourceName,

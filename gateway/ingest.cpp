@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "filters/plan.hpp"
+#include "gateway/endpoints.hpp"
 #include "gateway/flux_source.hpp"
 #include "gateway/github_source.hpp"
 
@@ -21,22 +22,6 @@ namespace {
 constexpr Duration githubDeliveryWindow = std::chrono::hours(24);
 
 }  // namespace
-
-std::string_view requestPath(const HttpServerRequest& request) {
-    const std::string_view target = request.target();
-    return target.substr(0, target.find('?'));
-}
-
-std::optional<HttpServerResponse> healthResponse(std::string_view path, bool ready) {
-    if (path == "/healthz") {
-        return jsonResponse(200, R"({"status":"ok"})");
-    }
-    if (path == "/readyz") {
-        return ready ? jsonResponse(200, R"({"status":"ready"})")
-                     : errorResponse(503, "not ready: storage unavailable");
-    }
-    return std::nullopt;
-}
 
 Ingest::Ingest(std::function<ConfigPtr()> config, Storage& storage, RelayObserver& observer)
     : config_(std::move(config)), storage_(storage), observer_(observer) {}

@@ -39,10 +39,4 @@ private:
     std::unordered_map<std::string, TokenBucket> buckets_;  // by source name; kept across reloads
 };
 
-// Health answers shared by both listeners: /healthz is liveness, /readyz readiness.
-std::optional<HttpServerResponse> healthResponse(std::string_view path, bool ready);
-
-// The request path without its query string.
-std::string_view requestPath(const HttpServerRequest& request);
-
 }  // namespace fluxrelay

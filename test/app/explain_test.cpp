@@ -351,6 +351,9 @@ TEST_CASE("explain: redaction helpers") {
     CHECK(redactUrl("https://h/api?token=s3cret&name=a&api_key=k") ==
           "https://h/api?token=<redacted>&name=a&api_key=<redacted>");
     CHECK(redactUrl("https://h/api/v2/alerts") == "https://h/api/v2/alerts");
+    CHECK(redactUrl("https://user:pass@h/api?token=") == "https://<redacted>@h/api?token=<redacted>");
+    CHECK(redactUrl("http://h/hook/") == "http://h/hook/");
+    CHECK(redactUrl("http://h/hook?hook=1") == "http://h/hook?hook=1");
 }
 
 TEST_CASE("explain: a kubernetes target shows one PATCH per resource and reads no token file") {
