@@ -103,8 +103,10 @@ nlohmann::json Journal::toJson(const Summary& summary) {
         out["status"] = "accepted";
         out["routes"] = nlohmann::json::array();
         for (const auto& fate : summary.routes) {
-            out["routes"].push_back(
-                {{"route", fate.route}, {"verdict", fate.verdict}, {"reason", fate.reason}, {"targets", fate.targets}});
+            out["routes"].push_back({{"route", fate.route},
+                                     {"verdict", toString(fate.verdict)},
+                                     {"reason", fate.reason},
+                                     {"targets", fate.targets}});
         }
     }
     std::visit(Overloaded{
@@ -144,7 +146,7 @@ nlohmann::json Journal::recentEvents(std::size_t limit) const {
                  {"route", report.route},
                  {"target", report.target},
                  {"attempt", report.attempt},
-                 {"outcome", report.outcome},
+                 {"outcome", toString(report.outcome)},
                  {"detail", report.detail},
                  {"latencyMs", std::chrono::duration<double, std::milli>(report.latency).count()}});
         }

@@ -20,15 +20,15 @@ public:
 
     void onAccepted(const Event& event, std::span<const RouteFate> routes) override {
         for (const auto& fate : routes) {
-            if (fate.verdict != "pass") {
-                metrics_.countDropped(fate.route, fate.verdict);
+            if (fate.verdict != Verdict::pass) {
+                metrics_.countDropped(fate.route, toString(fate.verdict));
             }
         }
         journal_.accepted(event, routes);
     }
 
     void onAttempt(const AttemptReport& report) override {
-        metrics_.countDelivery(report.target, report.outcome, report.latency.count());
+        metrics_.countDelivery(report.target, toString(report.outcome), report.latency.count());
         journal_.attempted(report);
     }
 

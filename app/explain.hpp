@@ -14,7 +14,7 @@
 
 #include "config/config.hpp"
 #include "core/time.hpp"
-#include "filters/verdict.hpp"
+#include "core/verdict.hpp"
 
 namespace fluxrelay {
 

@@ -10,24 +10,38 @@
 #include <vector>
 
 #include "core/event.hpp"
+#include "core/verdict.hpp"
 
 namespace fluxrelay {
 
-// The fate of an event on one route: verdict name ("pass", "exclusion", "duplicate", ...),
-// the reason, and the targets it was queued for.
+// The fate of an event on one route: its verdict, the reason, and the targets it was queued for.
 struct RouteFate {
     std::string route;
-    std::string verdict;
+    Verdict verdict = Verdict::pass;
     std::string reason;
     std::vector<std::string> targets;
 };
+
+// What became of one delivery after an attempt.
+enum class AttemptOutcome {
+    delivered,
+    retry,
+    dead,
+    released,  // handed back untried (the breaker held the attempt back)
+};
+
+// Its metric label and the status page's word: "delivered", "retry", "dead", "released".
+constexpr std::string_view toString(AttemptOutcome outcome) {
+    constexpr std::string_view names[] = {"delivered", "retry", "dead", "released"};
+    return names[static_cast<int>(outcome)];
+}
 
 // One attempt at delivering one event to one target.
 struct AttemptReport {
     std::string eventId;
     std::string route;
     std::string target;
-    std::string outcome;  // "delivered" | "retry" | "dead"
+    AttemptOutcome outcome = AttemptOutcome::delivered;
     std::string detail;
     std::chrono::duration<double> latency{0};
     int attempt = 0;  // 1-based

@@ -9,7 +9,7 @@
 #include "config/config.hpp"
 #include "core/event.hpp"
 #include "core/time.hpp"
-#include "filters/verdict.hpp"
+#include "core/verdict.hpp"
 
 namespace fluxrelay {
 

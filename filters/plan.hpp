@@ -8,7 +8,7 @@
 #include "config/config.hpp"
 #include "core/event.hpp"
 #include "filters/dedup.hpp"
-#include "filters/verdict.hpp"
+#include "core/verdict.hpp"
 
 namespace fluxrelay {
 

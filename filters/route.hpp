@@ -6,7 +6,7 @@
 
 #include "config/config.hpp"
 #include "core/event.hpp"
-#include "filters/verdict.hpp"
+#include "core/verdict.hpp"
 
 namespace fluxrelay {
 

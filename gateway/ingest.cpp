@@ -133,9 +133,8 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
     }
     std::vector<RouteFate> fates;
     for (auto& plan : planRoutes(config, event)) {
-        RouteFate& fate = fates.emplace_back(RouteFate{.route = plan.route,
-                                                       .verdict = std::string(toString(plan.decision.verdict)),
-                                                       .reason = plan.decision.reason});
+        RouteFate& fate = fates.emplace_back(
+            RouteFate{.route = plan.route, .verdict = plan.decision.verdict, .reason = plan.decision.reason});
         if (!plan.decision.passed()) {
             spdlog::debug("event {} not routed by {}: {}", event->id, plan.route, plan.decision.reason);
             continue;
@@ -156,7 +155,7 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
             }
         }
         if (route.targets.empty()) {
-            fate.verdict = std::string(toString(Verdict::targetRule));
+            fate.verdict = Verdict::targetRule;
             continue;
         }
         fate.targets = route.targets;
@@ -180,7 +179,7 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
         spdlog::debug("event {} suppressed on route {}: {}", event->id, suppressed.route, suppressed.why.reason);
         for (auto& fate : fates) {
             if (fate.route == suppressed.route) {
-                fate.verdict = std::string(toString(suppressed.why.verdict));
+                fate.verdict = suppressed.why.verdict;
                 fate.reason = suppressed.why.reason;
                 fate.targets.clear();
             }

@@ -273,15 +273,28 @@ private:
         return out;
     }
 
+    static AttemptOutcome attemptOutcome(SettleKind kind) {
+        switch (kind) {
+            case SettleKind::delivered:
+                return AttemptOutcome::delivered;
+            case SettleKind::retry:
+                return AttemptOutcome::retry;
+            case SettleKind::dead:
+                return AttemptOutcome::dead;
+            case SettleKind::release:
+                break;
+        }
+        return AttemptOutcome::released;
+    }
+
     void report(const std::vector<Delivery>& batch, const std::vector<Settlement>& settled,
                 std::chrono::milliseconds elapsed) {
         observer_.onBatch(target_.name, batch.size());
         for (std::size_t i = 0; i < batch.size(); ++i) {
-            static constexpr std::string_view kOutcomes[] = {"delivered", "retry", "dead", "released"};
             observer_.onAttempt({.eventId = batch[i].event->id,
                                  .route = batch[i].route,
                                  .target = target_.name,
-                                 .outcome = std::string(kOutcomes[static_cast<int>(settled[i].kind)]),
+                                 .outcome = attemptOutcome(settled[i].kind),
                                  .detail = settled[i].error,
                                  .latency = elapsed,
                                  .attempt = batch[i].attempts + 1});

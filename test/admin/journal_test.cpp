@@ -19,11 +19,16 @@ Event fluxEvent(std::string id, std::string name, std::string severity) {
 
 TEST_CASE("events are listed newest first with their routes and attempts") {
     Journal journal(10, 10);
-    const std::vector<RouteFate> routes = {{"errors", "pass", "", {"am"}}, {"github", "severity", "errors only", {}}};
+    const std::vector<RouteFate> routes = {{"errors", Verdict::pass, "", {"am"}},
+                                           {"github", Verdict::severity, "errors only", {}}};
     journal.accepted(fluxEvent("e1", "apps", "error"), routes);
     journal.rejected("flux", 401, "invalid X-Signature");
-    journal.attempted(
-        {.eventId = "e1", .route = "errors", .target = "am", .outcome = "retry", .detail = "HTTP 503", .attempt = 1});
+    journal.attempted({.eventId = "e1",
+                       .route = "errors",
+                       .target = "am",
+                       .outcome = AttemptOutcome::retry,
+                       .detail = "HTTP 503",
+                       .attempt = 1});
 
     const auto events = journal.recentEvents(10);
     REQUIRE(events.size() == 2);
@@ -44,8 +49,8 @@ TEST_CASE("the journal keeps only the newest events") {
     REQUIRE(events.size() == 3);
     CHECK(events[0]["id"] == "e4");
     CHECK(events[2]["id"] == "e2");
-    journal.attempted({.eventId = "e0", .target = "am", .outcome = "delivered"});  // gone: ignored
-    journal.attempted({.eventId = "e3", .target = "am", .outcome = "delivered"});
+    journal.attempted({.eventId = "e0", .target = "am", .outcome = AttemptOutcome::delivered});  // gone: ignored
+    journal.attempted({.eventId = "e3", .target = "am", .outcome = AttemptOutcome::delivered});
     CHECK(journal.recentEvents(10)[1]["attempts"].size() == 1);
 }
 
@@ -81,7 +86,8 @@ TEST_CASE("a GitHub event is summarized by its event, delivery and ref, and atte
                            .payload = GitHubEvent{.event = "push", .deliveryId = "d-1", .ref = "refs/heads/main"}},
                      {});
     for (int attempt = 1; attempt <= 25; ++attempt) {
-        journal.attempted({.eventId = "g1", .target = "receiver", .outcome = "retry", .attempt = attempt});
+        journal.attempted(
+            {.eventId = "g1", .target = "receiver", .outcome = AttemptOutcome::retry, .attempt = attempt});
     }
     const auto events = journal.recentEvents(10);
     REQUIRE(events.size() == 1);
