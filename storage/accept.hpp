@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <string>
 
-#include "filters/dedup.hpp"
+#include "core/dedup_gate.hpp"
 #include "storage/storage.hpp"
 
 namespace fluxrelay {

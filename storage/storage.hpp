@@ -14,7 +14,7 @@
 #include <boost/asio/async_result.hpp>
 
 #include "core/duration.hpp"
-#include "filters/dedup.hpp"
+#include "core/dedup_gate.hpp"
 #include "storage/delivery.hpp"
 
 namespace fluxrelay {
