@@ -165,6 +165,7 @@ struct TargetOut {
     std::string certFile;
     std::string keyFile;
     std::string proxy;
+    std::string proxyCredentialsFile;
     std::string timeout;
     std::string context;
     std::string receiverName;
@@ -358,6 +359,12 @@ private:
 
     // Where the config reads a Secret key from; listed once in the header.
     std::string secretPath(const std::string& ns, const std::string& secret, const std::string& key) {
+        return secretFolderFile(ns, secret, key, "key " + key + " of Secret " + ns + "/" + secret);
+    }
+
+    // A file in the folder of a Secret's files, listed once in the header with what to write in it.
+    std::string secretFolderFile(const std::string& ns, const std::string& secret, const std::string& name,
+                                 const std::string& origin) {
         auto [it, inserted] = secretFolders_.emplace(Key{ns, secret}, secret);
         if (inserted) {
             // Two namespaces may each have a Secret of this name.
@@ -365,10 +372,10 @@ private:
                 if (other != it->first && folder == secret) it->second = ns + "-" + secret;
             }
         }
-        std::string path = "./secrets/" + it->second + "/" + key;
+        std::string path = "./secrets/" + it->second + "/" + name;
         if (std::none_of(secretFiles_.begin(), secretFiles_.end(),
                          [&](const SecretFile& f) { return f.path == path; })) {
-            secretFiles_.push_back({path, "key " + key + " of Secret " + ns + "/" + secret});
+            secretFiles_.push_back({path, origin});
         }
         return path;
     }
@@ -471,7 +478,9 @@ private:
             std::string variable;
             target.proxy = environmentPlaceholder(secret, "PROXY", variable);
             warn(target, "the proxy comes from Secret " + ns + "/" + secret + ": set the environment variable " +
-                             variable + " to it");
+                             variable +
+                             " to it, without credentials (a username and password go in a "
+                             "proxyCredentialsFile, as username:password)");
         }
         mapTransport(provider, ns, target);
 
@@ -536,10 +545,7 @@ private:
     void mapTransport(const Object& provider, const std::string& ns, TargetOut& target) {
         if (const std::string proxy = text(provider.spec, "proxy"); !proxy.empty()) target.proxy = proxy;
         if (const std::string proxySecret = refName(provider.spec, "proxySecretRef"); !proxySecret.empty()) {
-            std::string variable;
-            target.proxy = environmentPlaceholder(proxySecret, "ADDRESS", variable);
-            warn(target, "the proxy comes from Secret " + ns + "/" + proxySecret + ": set the environment variable " +
-                             variable + " to its address (a proxy username and password are not mapped)");
+            mapProxySecret(ns, proxySecret, target);
         }
         if (const std::string timeout = text(provider.spec, "timeout"); !timeout.empty()) {
             if (parseDuration(timeout)) {
@@ -566,6 +572,28 @@ private:
             warn(target, "the certificate Secret " + ns + "/" + certSecret +
                              " is not among the manifests: caFile assumes it holds ca.crt; add certFile "
                              "and keyFile if it holds tls.crt and tls.key");
+        }
+    }
+
+    // Flux's proxySecretRef: keys address, username and password. The address goes through the
+    // environment, the credentials into one file, username:password.
+    void mapProxySecret(const std::string& ns, const std::string& secret, TargetOut& target) {
+        std::string variable;
+        target.proxy = environmentPlaceholder(secret, "ADDRESS", variable);
+        warn(target, "the proxy comes from Secret " + ns + "/" + secret + ": set the environment variable " + variable +
+                         " to its address");
+        const std::set<std::string>* keys = visibleSecret(ns, secret);
+        if (keys == nullptr) {
+            warn(target, "the proxy Secret " + ns + "/" + secret +
+                             " is not among the manifests: if it holds a username and password, add "
+                             "proxyCredentialsFile: a file holding them as username:password");
+        } else if (keys->contains("username") && keys->contains("password")) {
+            target.proxyCredentialsFile = secretFolderFile(
+                ns, secret, "proxy-credentials",
+                "keys username and password of Secret " + ns + "/" + secret + ", as username:password");
+        } else if (keys->contains("username") || keys->contains("password")) {
+            warn(target, "Secret " + ns + "/" + secret +
+                             " holds a username or a password, not both; proxy credentials not mapped");
         }
     }
 
@@ -825,6 +853,7 @@ private:
             field("certFile", target.certFile);
             field("keyFile", target.keyFile);
             field("proxy", target.proxy);
+            field("proxyCredentialsFile", target.proxyCredentialsFile);
             field("timeout", target.timeout);
         }
     }

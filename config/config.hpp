@@ -147,6 +147,7 @@ struct TargetConfig {
     std::string keyFile;
     bool insecureSkipVerify = false;
     std::optional<Url> proxy;
+    std::string proxyCredentials;  // "username:password" for the proxy, from proxyCredentialsFile
     std::vector<std::pair<std::string, std::string>> headers;
     RetryPolicy retry;
     int concurrency = 4;

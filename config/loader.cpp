@@ -991,7 +991,7 @@ private:
             reader_.mapping(node, node.Mark(), "target",
                             {"name", "type", "address", "timeout", "caFile", "certFile", "keyFile",
                              "insecureSkipVerify", "proxy", "headers", "retry", "concurrency", "maxBatch", "token",
-                             "tokenFile", "username", "password", "passwordFile"},
+                             "tokenFile", "username", "password", "passwordFile", "proxyCredentialsFile"},
                             kTargetKeys);
         if (!fields) return;
         TargetConfig target;
@@ -1092,9 +1092,24 @@ private:
         if (std::optional<std::string> proxy = reader_.string(fields, "proxy")) {
             target.proxy = parseUrl(*proxy);
             if (!target.proxy) {
-                reader_.error(
-                    valueMark(*fields.find("proxy")),
-                    "invalid proxy " + quotedUrl(*proxy) + " (expected an http or https URL without credentials)");
+                reader_.error(valueMark(*fields.find("proxy")),
+                              "invalid proxy " + quotedUrl(*proxy) + " (expected an http URL without credentials)");
+            } else if (target.proxy->tls()) {
+                // Requests reach the proxy in the clear; an https target's TLS runs end to end through it.
+                reader_.error(valueMark(*fields.find("proxy")),
+                              "proxy " + quotedUrl(*proxy) +
+                                  ": only http proxies are supported (https targets are tunnelled through them "
+                                  "with CONNECT)");
+                target.proxy.reset();
+            }
+        }
+        // File only, never inline: the credentials stay out of the config and of every message.
+        target.proxyCredentials = reader_.secret(fields, {}, "proxyCredentialsFile", SecretTrim::trailingWhitespace);
+        if (const Entry* credentials = fields.find("proxyCredentialsFile")) {
+            if (fields.find("proxy") == nullptr) {
+                reader_.error(credentials->key.Mark(), "'proxyCredentialsFile' applies only with 'proxy'");
+            } else if (!target.proxyCredentials.empty() && target.proxyCredentials.find(':') == std::string::npos) {
+                reader_.error(credentials->key.Mark(), "proxyCredentialsFile must hold username:password");
             }
         }
         set(target.headers, reader_.stringMap(fields, "headers"));

@@ -86,7 +86,7 @@ public:
 
 private:
     asio::awaitable<void> work(bool refreshes) {
-        HttpConnection connection(strand_, tls_, !target_.insecureSkipVerify);
+        HttpConnection connection(strand_, tls_, !target_.insecureSkipVerify, targetProxy(target_));
         while (!stopping_) {
             if (const auto blocked = blockedUntil(Clock::now())) {
                 co_await sleepUntil(*blocked);

@@ -19,6 +19,7 @@ packages=(
   kubernetes-client yamllint prometheus   # the deploy test: kubectl kustomize, yamllint, promtool
   chromium   # the status page test drives Debian's Chromium (never a downloaded browser)
   curl
+  tinyproxy-bin   # the proxy tests send through a real forward proxy (integration.proxy)
 )
 # Optional: `--fuzz` installs the build packages and these, for `make fuzz` (clang's libFuzzer;
 # llvm for llvm-symbolizer, which names the lines in a finding's stack trace).

@@ -89,7 +89,9 @@ ConfigPtr loadImported(const std::string& yaml) {
          at = yaml.find("#   ./secrets/", at + 1)) {
         const std::size_t start = at + 4;
         const std::string path = yaml.substr(start, yaml.find(':', start) - start);
-        dir.write(path, "secret-for-" + path + "\n");
+        // The one file made of two Secret keys holds them as username:password.
+        dir.write(path,
+                  std::string(path.ends_with("/proxy-credentials") ? "proxy-user:" : "") + "secret-for-" + path + "\n");
     }
     dir.write("fluxrelay.yaml", yaml);
     try {
@@ -417,6 +419,64 @@ spec: {providerRef: {name: status}, eventSources: [{kind: Kustomization, name: "
     const RouteConfig* s = routeNamed(*config, "s");
     REQUIRE(s != nullptr);
     CHECK(s->eventMetadata.at("summary") == "only summary");
+}
+
+TEST_CASE("import-flux: a proxySecretRef's address comes from the environment, its credentials from a file") {
+    const ImportResult result = importOne(R"(
+apiVersion: v1
+kind: Secret
+metadata: {name: corp-proxy, namespace: ns}
+stringData: {address: "http://proxy.corp:3128", username: relay, password: do-not-copy-me}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: am, namespace: ns}
+spec: {type: alertmanager, address: "https://am.example/api/v2/alerts", proxySecretRef: {name: corp-proxy}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: unseen, namespace: ns}
+spec: {type: alertmanager, address: "https://am2.example/api/v2/alerts", proxySecretRef: {name: elsewhere}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: a, namespace: ns}
+spec: {providerRef: {name: am}, eventSources: [{kind: Kustomization, name: "*"}]}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: b, namespace: ns}
+spec: {providerRef: {name: unseen}, eventSources: [{kind: Kustomization, name: "*"}]}
+)");
+    REQUIRE(result.mapped);
+    INFO(warnings(result));
+    INFO(result.yaml);
+    CHECK(result.yaml.find("do-not-copy-me") == std::string::npos);
+    CHECK(result.yaml.find("proxy.corp") == std::string::npos);
+    CHECK(result.yaml.find("proxy: \"${CORP_PROXY_ADDRESS}\"") != std::string::npos);
+    CHECK(result.yaml.find("proxyCredentialsFile: ./secrets/corp-proxy/proxy-credentials") != std::string::npos);
+    CHECK(result.yaml.find("#   ./secrets/corp-proxy/proxy-credentials: keys username and password of Secret "
+                           "ns/corp-proxy, as\n#     username:password") != std::string::npos);
+    CHECK(anyWarning(result,
+                     "Provider ns/am (flux/notifications.yaml): the proxy comes from Secret ns/corp-proxy: "
+                     "set the environment variable CORP_PROXY_ADDRESS to its address"));
+    CHECK(anyWarning(result,
+                     "the proxy Secret ns/elsewhere is not among the manifests: if it holds a username and "
+                     "password, add proxyCredentialsFile"));
+    CHECK_FALSE(anyWarning(result, "not mapped)"));
+
+    const ScopedEnv address("CORP_PROXY_ADDRESS", "http://proxy.corp:3128");
+    const ScopedEnv elsewhere("ELSEWHERE_ADDRESS", "http://proxy.other:8080");
+    const ConfigPtr config = loadImported(result.yaml);
+    const TargetConfig* am = config->targetByName("am");
+    REQUIRE(am != nullptr);
+    REQUIRE(am->proxy.has_value());
+    CHECK(am->proxy->hostHeader() == "proxy.corp:3128");
+    CHECK(am->proxyCredentials == "proxy-user:secret-for-./secrets/corp-proxy/proxy-credentials");
+    const TargetConfig* unseen = config->targetByName("unseen");
+    REQUIRE(unseen != nullptr);
+    CHECK(unseen->proxy->hostHeader() == "proxy.other:8080");
+    CHECK(unseen->proxyCredentials.empty());
 }
 
 TEST_CASE("import-flux: names stay unique across namespaces") {

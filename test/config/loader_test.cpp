@@ -878,7 +878,7 @@ TEST_CASE("targets: common keys") {
 )") == errors({
            "test.yaml:4:14: invalid address 'am:9093' (expected an absolute http or https URL)",
            // Never repeated: the password.
-           "test.yaml:5:12: invalid proxy 'http://<redacted>@proxy:3128' (expected an http or https URL without "
+           "test.yaml:5:12: invalid proxy 'http://<redacted>@proxy:3128' (expected an http URL without "
            "credentials)",
            "test.yaml:6:30: retry.initialInterval (10s) is longer than retry.maxInterval (1s)",
            "test.yaml:7:18: 'concurrency' must be between 1 and 2147483647",
@@ -892,6 +892,47 @@ TEST_CASE("targets: common keys") {
            "test.yaml:21:14: invalid address 'http://<redacted>@am:9093/api/v2/alerts?x=a@b' (expected an absolute "
            "http or https URL)",
        }));
+}
+
+TEST_CASE("targets: proxy credentials come from a file, only with a proxy") {
+    TempDir dir;
+    const std::string credentials = dir.write("proxy-credentials", "relay:pr0xy-pass\n");
+    fs::permissions(credentials, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+    const std::string shared = dir.write("shared-credentials", "relay:pr0xy-pass\n");
+    fs::permissions(shared, fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read,
+                    fs::perm_options::replace);
+    dir.write("no-colon", "relay\n");
+    const std::string file = (dir.path() / "c.yaml").string();
+
+    const ConfigPtr config = loadConfigText(R"(targets:
+  - {name: a, type: alertmanager, address: https://am/, proxy: http://proxy:3128, proxyCredentialsFile: proxy-credentials}
+  - {name: b, type: alertmanager, address: https://am/, proxy: http://proxy:3128}
+  - {name: c, type: alertmanager, address: https://am/, proxy: http://proxy:3128, proxyCredentialsFile: shared-credentials}
+)",
+                                            file);
+    CHECK(config->targets[0].proxyCredentials == "relay:pr0xy-pass");
+    CHECK(config->targets[1].proxyCredentials.empty());
+    // Warned about as every secret file is, never quoted.
+    REQUIRE(config->warnings.size() == 1);
+    CHECK(config->warnings[0] == file + ":4:83: proxyCredentialsFile '" + dir.path().string() +
+                                     "/shared-credentials' is readable by every user (mode 0604); chmod 600 (or o-r)");
+
+    CHECK(errorsOf(R"(targets:
+  - {name: a, type: alertmanager, address: http://am/, proxyCredentialsFile: proxy-credentials}
+  - {name: b, type: alertmanager, address: http://am/, proxy: http://proxy:3128, proxyCredentialsFile: no-colon}
+  - {name: c, type: alertmanager, address: http://am/, proxy: http://proxy:3128, proxyCredentialsFile: missing}
+  - {name: d, type: alertmanager, address: http://am/, proxy: "https://proxy:3129"}
+  - {name: e, type: alertmanager, address: http://am/, proxy: http://proxy:3128, proxyCredentials: "u:p"}
+)",
+                   file) == errors({
+                                file + ":2:56: 'proxyCredentialsFile' applies only with 'proxy'",
+                                file + ":3:82: proxyCredentialsFile must hold username:password",
+                                file + ":4:82: cannot read proxyCredentialsFile '" + dir.path().string() +
+                                    "/missing': No such file or directory",
+                                file + ":5:63: proxy 'https://proxy:3129': only http proxies are supported (https "
+                                       "targets are tunnelled through them with CONNECT)",
+                                file + ":6:82: unknown key 'proxyCredentials' in target",
+                            }));
 }
 
 TEST_CASE("targets: keys of one type only") {

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -203,14 +204,27 @@ export function uniqueSuffix() {
   return randomBytes(4).toString('hex');
 }
 
-async function httpGetStatus(url) {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-    await response.arrayBuffer();
-    return response.status;
-  } catch {
-    return 0;
+// GET → {status, text}; status 0 when nothing answered. `ca` (PEM) is trusted for https besides
+// the system's CAs, which fetch() cannot do.
+async function httpGet(url, { ca, timeoutMs = 5_000 } = {}) {
+  if (!ca) {
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+      return { status: response.status, text: await response.text() };
+    } catch {
+      return { status: 0, text: '' };
+    }
   }
+  return new Promise((resolve) => {
+    const req = https.get(url, { ca, agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('error', () => resolve({ status: 0, text: '' }));
+      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', () => resolve({ status: 0, text: '' }));
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+  });
 }
 
 function findExecutable(name, extraDirs = []) {
@@ -288,14 +302,25 @@ export function alertmanagerBinary() {
 }
 
 // Starts an Alertmanager on a free 127.0.0.1 port and waits until /-/ready answers 200.
+// With `tls` ({cert, key, ca}, PEM text for a certificate naming localhost) it serves HTTPS only
+// and its url is https://localhost:PORT.
 // Returns {url, port, alertsUrl, stop(), start(), restart(), alerts(filter), log()}.
-export async function startAlertmanager({ timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+export async function startAlertmanager({ tls, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
   const binary = alertmanagerBinary();
   const dir = await makeTempDir('fluxrelay-it-am-');
   const configFile = path.join(dir, 'alertmanager.yml');
   await fsp.writeFile(configFile, ALERTMANAGER_CONFIG);
   const storage = path.join(dir, 'data');
   await fsp.mkdir(storage);
+  const webArgs = [];
+  if (tls) {
+    await fsp.writeFile(path.join(dir, 'tls.crt'), tls.cert);
+    await fsp.writeFile(path.join(dir, 'tls.key'), tls.key, { mode: 0o600 });
+    const webConfig = path.join(dir, 'web.yml');
+    await fsp.writeFile(webConfig, `tls_server_config:\n  cert_file: ${path.join(dir, 'tls.crt')}\n  key_file: ${path.join(dir, 'tls.key')}\n`);
+    webArgs.push(`--web.config.file=${webConfig}`);
+  }
+  const get = (url) => httpGet(url, { ca: tls?.ca, timeoutMs: 10_000 });
 
   const am = { port: 0, url: '', alertsUrl: '', process: null, logs: [] };
 
@@ -308,6 +333,7 @@ export async function startAlertmanager({ timeoutMs = DEFAULT_TIMEOUT_MS } = {})
       // Empty disables clustering: no gossip port, no waiting for peers.
       '--cluster.listen-address=',
       '--log.level=info',
+      ...webArgs,
     ]);
     am.process = child;
     am.logs.push(log);
@@ -315,7 +341,7 @@ export async function startAlertmanager({ timeoutMs = DEFAULT_TIMEOUT_MS } = {})
     exited.then(() => {
       exitedEarly = true;
     });
-    await waitFor(async () => exitedEarly || (await httpGetStatus(`${am.url}/-/ready`)) === 200, {
+    await waitFor(async () => exitedEarly || (await get(`${am.url}/-/ready`)).status === 200, {
       timeoutMs,
       what: `Alertmanager ready on ${am.url}`,
     }).catch((error) => {
@@ -339,7 +365,7 @@ export async function startAlertmanager({ timeoutMs = DEFAULT_TIMEOUT_MS } = {})
     if (!am.process) return;
     const result = await stopChild(am.process, 'SIGTERM', 15_000);
     // The port must be free again before a restart on the same port can bind it.
-    await waitFor(async () => (await httpGetStatus(`${am.url}/-/ready`)) === 0, {
+    await waitFor(async () => (await get(`${am.url}/-/ready`)).status === 0, {
       timeoutMs: 10_000,
       what: `Alertmanager on ${am.url} to stop listening`,
     });
@@ -359,10 +385,9 @@ export async function startAlertmanager({ timeoutMs = DEFAULT_TIMEOUT_MS } = {})
       ? filter
       : Object.entries(filter).map(([label, value]) => `${label}="${String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`);
     for (const matcher of matchers) params.append('filter', matcher);
-    const response = await fetch(`${am.alertsUrl}?${params}`, { signal: AbortSignal.timeout(10_000) });
-    const text = await response.text();
-    if (response.status !== 200) {
-      throw new Error(`GET ${am.alertsUrl}?${params} → ${response.status}: ${text}`);
+    const { status, text } = await get(`${am.alertsUrl}?${params}`);
+    if (status !== 200) {
+      throw new Error(`GET ${am.alertsUrl}?${params} → ${status}: ${text}`);
     }
     return JSON.parse(text);
   };
@@ -373,7 +398,7 @@ export async function startAlertmanager({ timeoutMs = DEFAULT_TIMEOUT_MS } = {})
   let lastFailure;
   for (let attempt = 0; attempt < 5; attempt += 1) {
     am.port = await freePort();
-    am.url = `http://127.0.0.1:${am.port}`;
+    am.url = tls ? `https://localhost:${am.port}` : `http://127.0.0.1:${am.port}`;
     am.alertsUrl = `${am.url}/api/v2/alerts`;
     const outcome = await launch();
     if (outcome === true) return am;
@@ -480,6 +505,74 @@ export async function startRedis({ appendOnly = true, appendFsync = 'everysec', 
 }
 
 // ---------------------------------------------------------------------------------------------
+// A forward proxy: the real one, Debian's tinyproxy (package tinyproxy-bin).
+
+// True once something accepts a TCP connection on 127.0.0.1:port.
+function tcpAnswers(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const done = (ok) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2_000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => done(true));
+  });
+}
+
+// Starts tinyproxy on a free 127.0.0.1 port, for clients on 127.0.0.1 only. `basicAuth`
+// ({user, password}) makes it require those credentials; `connectPorts` are the only ports it
+// opens CONNECT tunnels to (none listed: any). It logs every connection and request line.
+// Returns {url, port, log(), stop()}.
+export async function startTinyproxy({ basicAuth, connectPorts = [], timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  const binary = findExecutable('tinyproxy', ['/usr/bin', '/usr/sbin']);
+  if (!binary) {
+    throw new Error('tinyproxy not found on PATH or in /usr/bin; run scripts/install-deps.sh');
+  }
+  const dir = await makeTempDir('fluxrelay-it-proxy-');
+  const logFile = path.join(dir, 'tinyproxy.log');
+  const proxy = { port: 0, url: '', process: null };
+  proxy.log = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+
+  let lastFailure;
+  for (let attempt = 0; attempt < 5; attempt += 1) {
+    proxy.port = await freePort();
+    proxy.url = `http://127.0.0.1:${proxy.port}`;
+    const lines = [
+      '# Written by the fluxrelay integration tests.',
+      `Port ${proxy.port}`,
+      'Listen 127.0.0.1',
+      'Allow 127.0.0.1',
+      'Timeout 30',
+      'MaxClients 20',
+      `LogFile "${logFile}"`,
+      // Connect: each connection and request line, which the tests look for.
+      'LogLevel Connect',
+      'DisableViaHeader Yes',
+      ...connectPorts.map((port) => `ConnectPort ${port}`),
+      ...(basicAuth ? [`BasicAuth ${basicAuth.user} ${basicAuth.password}`] : []),
+    ];
+    const configFile = path.join(dir, `tinyproxy-${proxy.port}.conf`);
+    await fsp.writeFile(configFile, `${lines.join('\n')}\n`);
+    // -d: in the foreground, so that it is this process that is stopped.
+    const { child, log, exited } = spawnLogged(`tinyproxy :${proxy.port}`, binary, ['-d', '-c', configFile]);
+    proxy.process = child;
+    let exitedEarly = false;
+    exited.then(() => {
+      exitedEarly = true;
+    });
+    await waitFor(async () => exitedEarly || (await tcpAnswers(proxy.port)), { timeoutMs, what: `tinyproxy listening on port ${proxy.port}` });
+    if (!exitedEarly) {
+      proxy.stop = () => stopChild(child, 'SIGTERM', 10_000);
+      return proxy;
+    }
+    lastFailure = log.tail(40);
+  }
+  throw new Error(`tinyproxy failed to start:\n${lastFailure}`);
+}
+
+// ---------------------------------------------------------------------------------------------
 // fluxrelay.
 
 export const DEFAULT_HMAC_KEY = 'integration-test-hmac-key-0123456789abcdef';
@@ -575,7 +668,7 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
     configFile,
     configText: text,
     hmacKey,
-    ready: ready || (async (r) => (await httpGetStatus(`${r.adminUrl}/readyz`)) === 200),
+    ready: ready || (async (r) => (await httpGet(`${r.adminUrl}/readyz`)).status === 200),
   };
   await launchRelay(relay, { logLevel, timeoutMs });
   return relay;
