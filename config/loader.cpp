@@ -3,8 +3,6 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
-#include <cassert>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -12,6 +10,7 @@
 #include <set>
 
 #include "config/addresses.hpp"
+#include "config/route_filters.hpp"
 #include "config/secret_files.hpp"
 #include "config/yaml_reader.hpp"
 
@@ -58,6 +57,10 @@ constexpr TypedKey kSourceKeys[] = {
 };
 
 constexpr TypedKey kTargetKeys[] = {
+    {"maxBatch", "alertmanager", "send one request per event"},
+    {"username", "alertmanager", "send no username and password"},
+    {"password", "alertmanager", "send no username and password"},
+    {"passwordFile", "alertmanager", "send no username and password"},
     {"resolve", "alertmanager"},
     {"refireInterval", "alertmanager"},
     {"severityMap", "alertmanager"},
@@ -251,8 +254,7 @@ private:
         std::optional<Fields> fields =
             reader_.mapping(node, node.Mark(), "target",
                             {"name", "type", "address", "timeout", "caFile", "certFile", "keyFile",
-                             "insecureSkipVerify", "proxy", "headers", "retry", "concurrency", "maxBatch", "token",
-                             "tokenFile", "username", "password", "passwordFile"},
+                             "insecureSkipVerify", "proxy", "headers", "retry", "concurrency", "token", "tokenFile"},
                             kTargetKeys);
         if (!fields) return;
         TargetConfig target;
@@ -269,25 +271,9 @@ private:
                                     [](std::string_view t) { return std::string(t) + " targets"; });
         }
         parseAddress(*fields, type, target);
-        parseTargetAuth(*fields, target);
+        target.token = readSecret(reader_, *fields, "token", "tokenFile", SecretTrim::trailingWhitespace);
         parseTransport(*fields, target);
-        if (!type || *type == TargetType::alertmanager) {
-            set(target.resolve, reader_.boolean(*fields, "resolve"));
-            // Resolving replays each object's firing alerts in event order: one worker keeps it.
-            if (target.resolve && fields->find("concurrency") == nullptr) {
-                target.concurrency = 1;
-            } else if (target.resolve && target.concurrency > 1) {
-                reader_.error(valueMark(*fields->find("concurrency")),
-                              "'resolve: true' needs concurrency 1 (firing alerts are tracked in event order)");
-            }
-            set(target.refireInterval, reader_.duration(*fields, "refireInterval", false));
-            if (const Entry* refire = fields->find("refireInterval"); refire != nullptr && !target.resolve) {
-                reader_.error(refire->key.Mark(), "'refireInterval' applies only with 'resolve: true'");
-            }
-            if (auto severities = reader_.stringMap(*fields, "severityMap")) {
-                target.severityMap.insert(severities->begin(), severities->end());
-            }
-        }
+        if (!type || *type == TargetType::alertmanager) parseAlertmanagerTarget(*fields, target);
         if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::fluxReceiver) parseReceiverTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::kubernetes) parseKubernetesTarget(*fields, target, type.has_value());
@@ -322,8 +308,8 @@ private:
         target.addressText = std::move(*text);
     }
 
-    void parseTargetAuth(const Fields& fields, TargetConfig& target) {
-        target.token = readSecret(reader_, fields, "token", "tokenFile", SecretTrim::trailingWhitespace);
+    // Basic authentication, which only Alertmanager is sent; a token, which every target type takes, excludes it.
+    void parseBasicAuth(const Fields& fields, TargetConfig& target) {
         set(target.username, reader_.string(fields, "username"));
         target.password = readSecret(reader_, fields, "password", "passwordFile", SecretTrim::trailingWhitespace);
         const Entry* username = fields.find("username");
@@ -367,7 +353,26 @@ private:
             target.concurrency = 1;
         }
         setNumber(target.concurrency, reader_.integer(fields, "concurrency", 1, std::numeric_limits<int>::max()));
+    }
+
+    void parseAlertmanagerTarget(const Fields& fields, TargetConfig& target) {
+        parseBasicAuth(fields, target);
         setNumber(target.maxBatch, reader_.integer(fields, "maxBatch", 1, std::numeric_limits<int>::max()));
+        set(target.resolve, reader_.boolean(fields, "resolve"));
+        // Resolving replays each object's firing alerts in event order: one worker keeps it.
+        if (target.resolve && fields.find("concurrency") == nullptr) {
+            target.concurrency = 1;
+        } else if (target.resolve && target.concurrency > 1) {
+            reader_.error(valueMark(*fields.find("concurrency")),
+                          "'resolve: true' needs concurrency 1 (firing alerts are tracked in event order)");
+        }
+        set(target.refireInterval, reader_.duration(fields, "refireInterval", false));
+        if (const Entry* refire = fields.find("refireInterval"); refire != nullptr && !target.resolve) {
+            reader_.error(refire->key.Mark(), "'refireInterval' applies only with 'resolve: true'");
+        }
+        if (auto severities = reader_.stringMap(fields, "severityMap")) {
+            target.severityMap.insert(severities->begin(), severities->end());
+        }
     }
 
     void parseRetry(const Entry& entry, RetryPolicy& retry) {
@@ -420,12 +425,18 @@ private:
     }
 
     void parseReceiverTarget(const Fields& fields, TargetConfig& target, bool typeKnown) {
+        const bool hookInAddress = target.addressText.find("/hook/") != std::string::npos;
         if (const Entry* receiver = fields.find("receiver")) {
+            // The provider sends to such an address as it is and never reads the receiver.
+            if (typeKnown && hookInAddress) {
+                reader_.error(receiver->key.Mark(),
+                              "'receiver' is not used when the address already has the /hook/ path");
+            }
             if (std::optional<Fields> receiverFields = reader_.mapping(*receiver, "receiver", {"name", "namespace"})) {
                 set(target.receiverName, reader_.required(*receiverFields, "name", "receiver"));
                 set(target.receiverNamespace, reader_.required(*receiverFields, "namespace", "receiver"));
             }
-        } else if (typeKnown && target.addressText.find("/hook/") == std::string::npos) {
+        } else if (typeKnown && !hookInAddress) {
             // The hook path is computed from the receiver, unless the address already has it.
             reader_.error(fields.mark, "a flux-receiver target needs 'receiver: {name, namespace}'");
         }
@@ -513,7 +524,7 @@ private:
             reader_.checkApplicable(*fields, kRouteKeys, toString(*sourceType),
                                     [](std::string_view t) { return "routes with a " + std::string(t) + " source"; });
         }
-        if (!sourceType || *sourceType == SourceType::flux) parseFluxRoute(*fields, route);
+        if (!sourceType || *sourceType == SourceType::flux) readFluxRouteFilters(reader_, *fields, route);
         if (!sourceType || *sourceType == SourceType::github) parseGitHubRoute(*fields, route);
         parseRouteTargets(*fields, label, sourceType, route);
         if (!name || !claimName(routeNames_, "route", *name, valueMark(*fields->find("name")))) return;
@@ -543,107 +554,10 @@ private:
         }
     }
 
-    void parseFluxRoute(const Fields& fields, RouteConfig& route) {
-        set(route.eventSeverity,
-            reader_.choice<Severity>(fields, "eventSeverity", {{"info", Severity::info}, {"error", Severity::error}}));
-        if (const Entry* sources = fields.find("eventSources")) parseEventSources(*sources, route);
-        set(route.inclusionList, patterns(fields, "inclusionList"));
-        set(route.exclusionList, patterns(fields, "exclusionList"));
-        if (const Entry* match = fields.find("match")) parseMatch(*match, route);
-        if (auto metadata = reader_.stringMap(fields, "eventMetadata")) {
-            route.eventMetadata.insert(metadata->begin(), metadata->end());
-        }
-        // Flux Alert's deprecated spec.summary, kept for imported Alerts; eventMetadata wins.
-        if (std::optional<std::string> summary = reader_.string(fields, "summary")) {
-            route.eventMetadata.emplace("summary", *summary);
-        }
-        if (const Entry* dedup = fields.find("dedup")) parseDedup(*dedup, route.dedup);
-    }
-
     void parseGitHubRoute(const Fields& fields, RouteConfig& route) {
         set(route.events, reader_.strings(fields, "events"));
         set(route.branches, reader_.strings(fields, "branches"));
         set(route.debounce, reader_.duration(fields, "debounce", true));
-    }
-
-    void parseEventSources(const Entry& entry, RouteConfig& route) {
-        std::optional<std::vector<YAML::Node>> items = reader_.sequence(entry);
-        if (!items) return;
-        for (const YAML::Node& item : *items) {
-            std::optional<Fields> fields =
-                reader_.mapping(item, item.Mark(), "eventSources entry", {"kind", "name", "namespace"});
-            if (!fields) continue;
-            EventSourceSelector selector;
-            set(selector.kind, reader_.required(*fields, "kind", "eventSources entry"));
-            set(selector.name, reader_.nonEmpty(*fields, "name"));
-            set(selector.namespace_, reader_.nonEmpty(*fields, "namespace"));
-            route.eventSources.push_back(std::move(selector));
-        }
-    }
-
-    std::optional<std::vector<Pattern>> patterns(const Fields& fields, std::string_view key) {
-        std::optional<std::vector<Item>> items = reader_.stringList(fields, key);
-        if (!items) return std::nullopt;
-        std::vector<Pattern> out;
-        for (Item& item : *items) {
-            if (auto regex = reader_.regex(item.text, item.mark)) out.push_back({std::move(item.text), regex});
-        }
-        return out;
-    }
-
-    void parseMatch(const Entry& entry, RouteConfig& route) {
-        static constexpr std::pair<std::string_view, MatchField> kFields[] = {
-            {"reason", MatchField::reason},
-            {"kind", MatchField::kind},
-            {"name", MatchField::name},
-            {"namespace", MatchField::namespace_},
-            {"reportingController", MatchField::reportingController},
-        };
-        std::optional<Fields> fields =
-            reader_.mapping(entry, "match", {"reason", "kind", "name", "namespace", "reportingController", "metadata"});
-        if (!fields) return;
-        // In the file's order, so that explain reports matchers as the user wrote them.
-        for (const Entry& field : fields->entries) {
-            if (field.name == "metadata") {
-                parseMetadataMatch(*fields, route);
-                continue;
-            }
-            const auto* known = std::find_if(std::begin(kFields), std::end(kFields),
-                                             [&](const auto& f) { return f.first == field.name; });
-            assert(known != std::end(kFields));  // mapping() let only these keys through
-            std::optional<std::string> pattern = reader_.string(*fields, field.name);
-            if (!pattern) continue;
-            if (auto regex = reader_.regex(*pattern, valueMark(field))) {
-                route.match.push_back({known->second, "", *pattern, regex});
-            }
-        }
-    }
-
-    void parseMetadataMatch(const Fields& fields, RouteConfig& route) {
-        std::optional<std::vector<MapItem>> metadata = reader_.stringMapItems(fields, "metadata");
-        if (!metadata) return;
-        for (MapItem& item : *metadata) {
-            if (auto regex = reader_.regex(item.value, item.mark)) {
-                route.match.push_back({MatchField::metadata, std::move(item.name), std::move(item.value), regex});
-            }
-        }
-    }
-
-    void parseDedup(const Entry& entry, DedupConfig& dedup) {
-        std::optional<Fields> fields = reader_.mapping(entry, "dedup", {"mode", "window", "renotify", "threshold"});
-        if (!fields) return;
-        set(dedup.mode, reader_.choice<DedupMode>(*fields, "mode",
-                                                  {{"flux", DedupMode::flux},
-                                                   {"normalized", DedupMode::normalized},
-                                                   {"transitions", DedupMode::transitions},
-                                                   {"none", DedupMode::none}}));
-        set(dedup.window, reader_.duration(*fields, "window", false));
-        set(dedup.renotify, reader_.duration(*fields, "renotify", true));
-        setNumber(dedup.threshold, reader_.integer(*fields, "threshold", 0, std::numeric_limits<int>::max()));
-        if (const Entry* renotify = fields->find("renotify");
-            renotify != nullptr && dedup.mode != DedupMode::transitions) {
-            reader_.error(renotify->key.Mark(), "'renotify' applies only to dedup mode 'transitions'");
-        }
     }
 
     // ---- shared

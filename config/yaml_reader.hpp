@@ -30,6 +30,8 @@ using Keys = std::initializer_list<std::string_view>;
 struct TypedKey {
     std::string_view key;
     std::string_view type;
+    // Why the other types have no use for it, after their name: "send one request per event".
+    std::string_view othersDoNot;
 };
 
 // One key of a mapping with its value; the key node carries the position of the key text.
