@@ -479,7 +479,7 @@ private:
         } else if (fields.find("token") == nullptr) {
             target.tokenFile = std::string(serviceAccountDir) + "/token";
         }
-        if (fields.find("address") == nullptr) {
+        if (fields.find("address") == nullptr && reader_.scope() == Reader::Scope::full) {
             // As client-go finds the API server in a pod; the service's DNS name where the variables
             // are missing (they are, for check-config on a workstation).
             const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
@@ -596,6 +596,12 @@ ConfigPtr loadConfigText(const std::string& text, const std::string& file) {
     std::vector<ConfigDiagnostic> diagnostics = reader.takeDiagnostics();
     if (!diagnostics.empty()) throw ConfigError(std::move(diagnostics));
     return std::make_shared<const Config>(std::move(config));
+}
+
+std::vector<ConfigDiagnostic> checkConfigText(const std::string& text, const std::string& file) {
+    Reader reader(file, std::filesystem::path(file).parent_path(), Reader::Scope::textOnly);
+    if (std::optional<YAML::Node> document = reader.document(text)) Parser(reader).parse(*document);
+    return reader.takeDiagnostics();
 }
 
 ConfigPtr loadConfigFile(const std::string& path) {

@@ -93,7 +93,8 @@ YAML::Mark valueMark(const Entry& entry) { return entry.value.IsNull() ? entry.k
 
 std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
 
-Reader::Reader(std::string file, std::filesystem::path folder) : file_(std::move(file)), folder_(std::move(folder)) {}
+Reader::Reader(std::string file, std::filesystem::path folder, Scope scope)
+    : file_(std::move(file)), folder_(std::move(folder)), scope_(scope) {}
 
 std::optional<YAML::Node> Reader::document(const std::string& text) {
     YAML::Node document;
@@ -194,10 +195,12 @@ std::optional<std::string> Reader::expand(std::string_view text, const YAML::Mar
         }
         out.append(text.substr(position, open - position));
         const std::string name(text.substr(open + 2, close - open - 2));
-        const char* value = validEnvName(name) ? std::getenv(name.c_str()) : nullptr;
+        const char* value = validEnvName(name) && scope_ == Scope::full ? std::getenv(name.c_str()) : nullptr;
         if (!validEnvName(name)) {
             error(mark, "invalid environment variable name " + inQuotes(name));
             ok = false;
+        } else if (scope_ == Scope::textOnly) {
+            ok = false;  // a value only the environment knows: nothing to check it against
         } else if (value == nullptr) {
             error(mark, "environment variable " + inQuotes(name) + " is not set");
             ok = false;

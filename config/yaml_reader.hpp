@@ -80,8 +80,17 @@ void setNumber(T& out, std::optional<std::int64_t> value) {
 // Reads typed values out of YAML nodes, expanding ${ENV} and collecting every diagnostic.
 class Reader {
 public:
+    enum class Scope {
+        full,
+        // The text alone: no file it names is read, no ${ENV} expanded. A value that uses one is
+        // taken as absent, and a secret file as holding a secret.
+        textOnly,
+    };
+
     // `folder` anchors the relative file names the configuration gives.
-    Reader(std::string file, std::filesystem::path folder);
+    Reader(std::string file, std::filesystem::path folder, Scope scope = Scope::full);
+
+    Scope scope() const { return scope_; }
 
     // The one document of `text`; nullopt, with why, when there is nothing to go on with.
     std::optional<YAML::Node> document(const std::string& text);
@@ -102,7 +111,8 @@ public:
     void checkApplicable(const Fields& fields, std::span<const TypedKey> typedKeys, std::string_view type,
                          const std::function<std::string(std::string_view)>& describe);
 
-    // ${NAME} → the variable's value. Every unset variable is reported; nullopt if any was.
+    // ${NAME} → the variable's value. Every unset variable is reported; nullopt if any was (or,
+    // with Scope::textOnly, if the text uses any).
     std::optional<std::string> expand(std::string_view text, const YAML::Mark& mark);
     // A scalar's text, expanded; `what` names it in messages ("'name'").
     std::optional<std::string> scalar(const YAML::Node& node, const YAML::Mark& mark, const std::string& what);
@@ -160,6 +170,7 @@ public:
 private:
     std::string file_;
     std::filesystem::path folder_;
+    Scope scope_;
     std::vector<ConfigDiagnostic> diagnostics_;
     std::vector<std::string> warnings_;
 };

@@ -1154,6 +1154,31 @@ TEST_CASE("routes: keys and targets must fit the source's type") {
        }));
 }
 
+TEST_CASE("checkConfigText reports what the text alone decides, reading no file and no ${ENV}") {
+    unsetenv("FLUXRELAY_TEST_UNSET");
+    const std::string text = R"(sources:
+  - {name: flux, type: flux, path: /flux/events, hmacKeyFile: ./secrets/missing}
+targets:
+  - {name: am, type: alertmanager, address: "${FLUXRELAY_TEST_UNSET}", caFile: ca.pem, username: u, passwordFile: pw}
+  - {name: status, type: github, address: "https://github.com/o/r", tokenFile: ./missing, maxBatch: 2}
+routes:
+  - {name: all, source: flux, targets: [am, nowhere]}
+)";
+    std::string checked;
+    for (const ConfigDiagnostic& diagnostic : checkConfigText(text, "test.yaml")) {
+        checked += (checked.empty() ? "" : "\n") + diagnostic.toString();
+    }
+    CHECK(checked ==
+          errors({
+              "test.yaml:5:91: 'maxBatch' applies only to alertmanager targets (github targets send one request per "
+              "event)",
+              "test.yaml:7:45: route 'all': unknown target 'nowhere'",
+          }));
+    CHECK(errorsOf(text).find("environment variable 'FLUXRELAY_TEST_UNSET' is not set") != std::string::npos);
+    CHECK(errorsOf(text).find("cannot read hmacKeyFile") != std::string::npos);
+    CHECK(checkConfigText("sources: [{name: flux, type: flux, path: /flux/events}]\n", "test.yaml").empty());
+}
+
 TEST_CASE("keys of YAML itself: duplicates, documents, emptiness") {
     CHECK(errorsOf("server:\n  listen: 0.0.0.0:1\n  listen: 0.0.0.0:2\n") ==
           errors({"test.yaml:3:3: duplicate key 'listen' in server"}));
