@@ -16,8 +16,8 @@
 
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
-#include <nlohmann/json.hpp>
 
+#include "config/loader.hpp"
 #include "core/duration.hpp"
 
 namespace fluxrelay {
@@ -106,25 +106,26 @@ bool plainSafe(std::string_view value) {
     });
 }
 
-// A YAML scalar: plain when unambiguous, else double-quoted (JSON string syntax is valid YAML).
-std::string yamlScalar(std::string_view value) {
-    if (plainSafe(value)) return std::string(value);
-    return nlohmann::json(std::string(value)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+// A string: plain when unambiguous, else double-quoted.
+void emitScalar(YAML::Emitter& out, const std::string& value) {
+    if (!plainSafe(value)) out << YAML::DoubleQuoted;
+    out << value;
 }
 
-std::string flowList(const std::vector<std::string>& items) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + yamlScalar(items[i]);
-    return out + "]";
+// The same as text, to quote a value in a message as the config would write it.
+std::string yamlScalar(const std::string& value) {
+    YAML::Emitter out;
+    emitScalar(out, value);
+    return out.c_str();
 }
 
-// A comment, wrapped at spaces to keep lines near 100 columns; continuation lines are indented
-// two more than the text's own indentation.
-void comment(std::string& out, std::string_view indent, std::string_view text) {
-    constexpr std::size_t width = 100;
-    const std::size_t room = width > indent.size() + 12 ? width - indent.size() - 2 : 10;
+// A comment's text wrapped at spaces to keep lines near 100 columns; continuation lines are
+// indented two more than the text's own indentation.
+std::string wrapped(std::string_view text) {
+    constexpr std::size_t room = 98;  // after "# "
     const std::string continuation(
         text.find_first_not_of(' ') == std::string_view::npos ? 2 : text.find_first_not_of(' ') + 2, ' ');
+    std::string out;
     std::string_view prefix;
     while (!text.empty()) {
         std::size_t cut = text.size();
@@ -134,11 +135,20 @@ void comment(std::string& out, std::string_view indent, std::string_view text) {
             if (cut == std::string_view::npos || cut <= text.find_first_not_of(' ')) cut = text.find(' ', limit);
             if (cut == std::string_view::npos) cut = text.size();
         }
-        out.append(indent).append("# ").append(prefix).append(text.substr(0, cut)).append("\n");
+        if (!out.empty()) out += '\n';
+        out.append(prefix).append(text.substr(0, cut));
         text.remove_prefix(cut);
         while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
         prefix = continuation;
     }
+    return out;
+}
+
+// Lines of comment, each wrapped, as one YAML::Comment.
+YAML::_Comment comment(const std::vector<std::string>& lines) {
+    std::string text;
+    for (const std::string& line : lines) text += (text.empty() ? "" : "\n") + wrapped(line);
+    return YAML::Comment(text);
 }
 
 // ---- the config being built
@@ -225,7 +235,14 @@ public:
             }
         }
         result_.mapped = !routes_.empty();
-        if (result_.mapped) result_.yaml = render();
+        if (result_.mapped) {
+            result_.yaml = render();
+            // A config this writes that the loader refuses is a bug here: say so now, not at the
+            // user's check-config.
+            for (const ConfigDiagnostic& diagnostic : checkConfigText(result_.yaml, "(import-flux output)")) {
+                result_.errors.push_back(diagnostic.toString());
+            }
+        }
         return std::move(result_);
     }
 
@@ -762,134 +779,201 @@ private:
     // ---- output
 
     std::string render() {
-        std::string body;
-        renderSources(body);
-        renderTargets(body);
-        renderRoutes(body);
-        // Flux substitutes ${VAR} from a Kustomization's postBuild; fluxrelay reads the environment.
-        std::set<std::string> variables;
-        std::string_view rest = body;
-        while (!rest.empty()) {
-            const std::string_view line = rest.substr(0, rest.find('\n'));
-            rest.remove_prefix(std::min(rest.size(), line.size() + 1));
-            if (line.find_first_not_of(' ') != std::string_view::npos && line[line.find_first_not_of(' ')] == '#') {
-                continue;  // comments quote no value
-            }
-            for (std::size_t at = line.find("${"); at != std::string_view::npos; at = line.find("${", at + 2)) {
-                const std::size_t end = line.find('}', at);
-                if (end != std::string_view::npos) variables.insert(std::string(line.substr(at + 2, end - at - 2)));
-            }
+        // The header warns about the ${VAR}s the body uses, known once the body is written.
+        {
+            YAML::Emitter scratch;
+            renderBody(scratch);
         }
-        for (const auto& variable : variables) {
+        // Flux substitutes ${VAR} from a Kustomization's postBuild; fluxrelay reads the environment.
+        for (const auto& variable : placeholders_) {
             if (!generatedVariables_.contains(variable)) {
                 warn("${" + variable + "} (a Flux postBuild substitution) is read from the environment variable " +
                      variable + " by fluxrelay: set it");
             }
         }
+        YAML::Emitter out;
+        renderHeader(out);
+        renderBody(out);
+        return std::string(out.c_str()) + "\n";
+    }
 
-        std::string out;
-        comment(out, "", "fluxrelay configuration imported from Flux notification objects (fluxrelay import-flux).");
-        comment(out, "", "Routes as Flux's Alerts and Receivers route; dedup as Flux's rate limiter (5m).");
-        out += "#\n";
-        comment(out, "", "Secrets are never copied: write each file below from the Secret key it names.");
+    // Blocks of comment with a blank line between them and after the last.
+    void renderHeader(YAML::Emitter& out) {
+        out << comment({"fluxrelay configuration imported from Flux notification objects (fluxrelay import-flux).",
+                        "Routes as Flux's Alerts and Receivers route; dedup as Flux's rate limiter (5m)."});
+        std::vector<std::string> secrets{
+            "Secrets are never copied: write each file below from the Secret key it names."};
         if (hasFluxSource()) {
-            comment(out, "",
-                    "  ./secrets/flux-hmac: a new random key, also the token of the Secret of Flux's generic-hmac "
-                    "Provider that sends events here");
+            secrets.push_back(
+                "  ./secrets/flux-hmac: a new random key, also the token of the Secret of Flux's generic-hmac "
+                "Provider that sends events here");
         }
-        for (const SecretFile& file : secretFiles_) comment(out, "", "  " + file.path + ": " + file.origin);
+        for (const SecretFile& file : secretFiles_) secrets.push_back("  " + file.path + ": " + file.origin);
+        out << YAML::Newline << YAML::Newline << comment(secrets);
         if (!result_.warnings.empty()) {
-            out += "#\n";
-            comment(out, "", "Not mapped, or mapped with a difference:");
-            for (const auto& warning : result_.warnings) comment(out, "", "  - " + warning);
+            std::vector<std::string> warnings{"Not mapped, or mapped with a difference:"};
+            for (const auto& warning : result_.warnings) warnings.push_back("  - " + warning);
+            out << YAML::Newline << YAML::Newline << comment(warnings);
         }
-        out += "\nserver:\n  listen: 0.0.0.0:8080\n  maxBodyBytes: 3145728\n";
-        out += "admin:\n  listen: 127.0.0.1:9090\n";
-        out += "storage:\n  path: ./fluxrelay-data\n";
-        return out + body;
+        out << YAML::Newline;
+    }
+
+    void renderBody(YAML::Emitter& out) {
+        out << YAML::BeginMap;
+        out << YAML::Key << "server" << YAML::Value << YAML::BeginMap;
+        out << YAML::Key << "listen" << YAML::Value << "0.0.0.0:8080";
+        out << YAML::Key << "maxBodyBytes" << YAML::Value << 3145728 << YAML::EndMap;
+        out << YAML::Key << "admin" << YAML::Value << YAML::BeginMap;
+        out << YAML::Key << "listen" << YAML::Value << "127.0.0.1:9090" << YAML::EndMap;
+        out << YAML::Key << "storage" << YAML::Value << YAML::BeginMap;
+        out << YAML::Key << "path" << YAML::Value << "./fluxrelay-data" << YAML::EndMap;
+        renderSources(out);
+        renderTargets(out);
+        renderRoutes(out);
+        out << YAML::EndMap;
     }
 
     bool hasFluxSource() const {
         return std::any_of(routes_.begin(), routes_.end(), [](const RouteOut& r) { return r.source == "flux"; });
     }
 
-    void renderSources(std::string& out) {
-        out += "\nsources:\n";
+    // The ${VAR}s in it are noted for the header.
+    void writeScalar(YAML::Emitter& out, const std::string& value) {
+        for (std::size_t at = value.find("${"); at != std::string::npos; at = value.find("${", at + 2)) {
+            const std::size_t end = value.find('}', at);
+            if (end != std::string::npos) placeholders_.insert(value.substr(at + 2, end - at - 2));
+        }
+        emitScalar(out, value);
+    }
+
+    void writeField(YAML::Emitter& out, std::string_view key, const std::string& value) {
+        if (value.empty()) return;
+        out << YAML::Key << std::string(key) << YAML::Value;
+        writeScalar(out, value);
+    }
+
+    void writeList(YAML::Emitter& out, std::string_view key, const std::vector<std::string>& items,
+                   YAML::EMITTER_MANIP style) {
+        if (items.empty()) return;
+        out << YAML::Key << std::string(key) << YAML::Value << style << YAML::BeginSeq;
+        for (const std::string& item : items) writeScalar(out, item);
+        out << YAML::EndSeq;
+    }
+
+    // A section's key, after a blank line; its items each follow their comments.
+    static void beginSection(YAML::Emitter& out, std::string_view key) {
+        out << YAML::Newline << YAML::Newline << YAML::Key << std::string(key) << YAML::Value << YAML::BeginSeq;
+    }
+
+    // An item of a section's list, after its comments.
+    static void beginItem(YAML::Emitter& out, const std::vector<std::string>& comments, bool& first) {
+        if (!comments.empty()) {
+            // Else yaml-cpp writes the comment at the end of the previous item's last line.
+            if (!first) out << YAML::Newline;
+            out << comment(comments);
+        }
+        first = false;
+        out << YAML::BeginMap;
+    }
+
+    void renderSources(YAML::Emitter& out) {
+        beginSection(out, "sources");
+        bool first = true;
         if (hasFluxSource()) {
-            comment(out, "  ", "Flux sends its events here through a generic-hmac Provider and a catch-all Alert");
-            comment(out, "  ",
-                    "(deploy/kubernetes/flux); the Provider's Secret token is the key in ./secrets/flux-hmac.");
-            out += "  - name: flux\n    type: flux\n    path: /flux/events\n    hmacKeyFile: ./secrets/flux-hmac\n";
+            beginItem(out,
+                      {"Flux sends its events here through a generic-hmac Provider and a catch-all Alert",
+                       "(deploy/kubernetes/flux); the Provider's Secret token is the key in ./secrets/flux-hmac."},
+                      first);
+            writeField(out, "name", "flux");
+            writeField(out, "type", "flux");
+            writeField(out, "path", "/flux/events");
+            writeField(out, "hmacKeyFile", "./secrets/flux-hmac");
+            out << YAML::EndMap;
         }
         for (const SourceOut& source : sources_) {
-            for (const auto& line : source.comments) comment(out, "  ", line);
-            out += "  - name: " + yamlScalar(source.name) + "\n";
-            out += "    type: " + source.type + "\n";
-            out += "    path: " + yamlScalar(source.path) + "\n";
-            out += "    secretFile: " + yamlScalar(source.secretFile) + "\n";
-            if (!source.events.empty()) out += "    events: " + flowList(source.events) + "\n";
+            beginItem(out, source.comments, first);
+            writeField(out, "name", source.name);
+            writeField(out, "type", source.type);
+            writeField(out, "path", source.path);
+            writeField(out, "secretFile", source.secretFile);
+            writeList(out, "events", source.events, YAML::Flow);
+            out << YAML::EndMap;
         }
+        out << YAML::EndSeq;
     }
 
-    void renderTargets(std::string& out) {
-        out += "\ntargets:\n";
+    void renderTargets(YAML::Emitter& out) {
+        beginSection(out, "targets");
+        bool first = true;
         for (const TargetOut& target : targets_) {
-            for (const auto& line : target.comments) comment(out, "  ", line);
-            out += "  - name: " + yamlScalar(target.name) + "\n";
-            out += "    type: " + target.type + "\n";
-            const auto field = [&](std::string_view key, const std::string& value) {
-                if (!value.empty()) out += "    " + std::string(key) + ": " + yamlScalar(value) + "\n";
-            };
-            field("address", target.address);
+            beginItem(out, target.comments, first);
+            writeField(out, "name", target.name);
+            writeField(out, "type", target.type);
+            writeField(out, "address", target.address);
             if (!target.receiverName.empty()) {
-                out += "    receiver: {name: " + yamlScalar(target.receiverName) +
-                       ", namespace: " + yamlScalar(target.receiverNamespace) + "}\n";
+                out << YAML::Key << "receiver" << YAML::Value << YAML::Flow << YAML::BeginMap;
+                writeField(out, "name", target.receiverName);
+                writeField(out, "namespace", target.receiverNamespace);
+                out << YAML::EndMap;
             }
-            field("tokenFile", target.tokenFile);
-            field("username", target.username);
-            field("passwordFile", target.passwordFile);
-            field("context", target.context);
-            field("caFile", target.caFile);
-            field("certFile", target.certFile);
-            field("keyFile", target.keyFile);
-            field("proxy", target.proxy);
-            field("proxyCredentialsFile", target.proxyCredentialsFile);
-            field("timeout", target.timeout);
+            writeField(out, "tokenFile", target.tokenFile);
+            writeField(out, "username", target.username);
+            writeField(out, "passwordFile", target.passwordFile);
+            writeField(out, "context", target.context);
+            writeField(out, "caFile", target.caFile);
+            writeField(out, "certFile", target.certFile);
+            writeField(out, "keyFile", target.keyFile);
+            writeField(out, "proxy", target.proxy);
+            writeField(out, "proxyCredentialsFile", target.proxyCredentialsFile);
+            writeField(out, "timeout", target.timeout);
+            out << YAML::EndMap;
         }
+        out << YAML::EndSeq;
     }
 
-    void renderRoutes(std::string& out) {
-        out += "\nroutes:\n";
+    void renderRoutes(YAML::Emitter& out) {
+        beginSection(out, "routes");
+        bool first = true;
         for (const RouteOut& route : routes_) {
-            for (const auto& line : route.comments) comment(out, "  ", line);
-            out += "  - name: " + yamlScalar(route.name) + "\n";
-            out += "    source: " + yamlScalar(route.source) + "\n";
-            if (!route.eventSeverity.empty()) out += "    eventSeverity: " + route.eventSeverity + "\n";
+            beginItem(out, route.comments, first);
+            writeField(out, "name", route.name);
+            writeField(out, "source", route.source);
+            writeField(out, "eventSeverity", route.eventSeverity);
             if (!route.eventSources.empty()) {
-                out += "    eventSources:\n";
+                out << YAML::Key << "eventSources" << YAML::Value << YAML::BeginSeq;
                 for (const SelectorOut& selector : route.eventSources) {
-                    out += "      - {kind: " + yamlScalar(selector.kind) + ", name: " + yamlScalar(selector.name) +
-                           ", namespace: " + yamlScalar(selector.namespace_) + "}\n";
+                    out << YAML::Flow << YAML::BeginMap;
+                    writeField(out, "kind", selector.kind);
+                    writeField(out, "name", selector.name);
+                    writeField(out, "namespace", selector.namespace_);
+                    out << YAML::EndMap;
                 }
+                out << YAML::EndSeq;
             }
-            const auto list = [&](std::string_view key, const std::vector<std::string>& items) {
-                if (items.empty()) return;
-                out += "    " + std::string(key) + ":\n";
-                for (const auto& item : items) out += "      - " + yamlScalar(item) + "\n";
-            };
-            list("inclusionList", route.inclusionList);
-            list("exclusionList", route.exclusionList);
+            writeList(out, "inclusionList", route.inclusionList, YAML::Block);
+            writeList(out, "exclusionList", route.exclusionList, YAML::Block);
             if (!route.eventMetadata.empty()) {
-                out += "    eventMetadata:\n";
+                out << YAML::Key << "eventMetadata" << YAML::Value << YAML::BeginMap;
                 for (const auto& [key, value] : route.eventMetadata) {
-                    out += "      " + yamlScalar(key) + ": " + yamlScalar(value) + "\n";
+                    out << YAML::Key;
+                    writeScalar(out, key);
+                    out << YAML::Value;
+                    writeScalar(out, value);
                 }
+                out << YAML::EndMap;
             }
-            if (!route.summary.empty()) out += "    summary: " + yamlScalar(route.summary) + "\n";
-            if (route.fluxDedup) out += "    dedup: {mode: flux, window: " + std::string(kFluxDedupWindow) + "}\n";
-            if (!route.events.empty()) out += "    events: " + flowList(route.events) + "\n";
-            out += "    targets: " + flowList(route.targets) + "\n";
+            writeField(out, "summary", route.summary);
+            if (route.fluxDedup) {
+                out << YAML::Key << "dedup" << YAML::Value << YAML::Flow << YAML::BeginMap;
+                writeField(out, "mode", "flux");
+                writeField(out, "window", std::string(kFluxDedupWindow));
+                out << YAML::EndMap;
+            }
+            writeList(out, "events", route.events, YAML::Flow);
+            writeList(out, "targets", route.targets, YAML::Flow);
+            out << YAML::EndMap;
         }
+        out << YAML::EndSeq;
     }
 
     ImportResult result_;
@@ -909,6 +993,7 @@ private:
     std::vector<TargetOut> targets_;
     std::vector<RouteOut> routes_;
     std::set<std::string> generatedVariables_;
+    std::set<std::string> placeholders_;  // the ${VAR}s the config uses
 };
 
 }  // namespace

@@ -16,8 +16,9 @@ struct Manifest {
 struct ImportResult {
     std::string yaml;                   // the complete config, each warning also as a comment
     std::vector<std::string> warnings;  // what was not mapped, or mapped with a difference
-    std::vector<std::string> errors;    // input that is not YAML: "FILE:LINE:COL: message"
-    bool mapped = false;                // at least one route came out
+    // "FILE:LINE:COL: message": input that is not YAML, or output the loader would refuse
+    std::vector<std::string> errors;
+    bool mapped = false;  // at least one route came out
 };
 
 // Pure: reads no file and no environment. Secrets are never copied: the config names a file per

@@ -247,4 +247,9 @@ std::string_view toString(TargetType type);
 std::string_view toString(DedupMode mode);
 std::string_view toString(MatchField field);
 
+// Alertmanager alerts and commit statuses are made from Flux events; a Receiver trigger and a
+// Kubernetes reconcile request answer a GitHub delivery. The loader refuses a route that pairs
+// them otherwise, and routing drops such an event at the target.
+bool takesEventsOf(TargetType target, SourceType source);
+
 }  // namespace fluxrelay

@@ -33,4 +33,9 @@ ConfigPtr loadConfigFile(const std::string& path);
 // The same from text; `file` names it in diagnostics and anchors relative paths.
 ConfigPtr loadConfigText(const std::string& text, const std::string& file);
 
+// What loadConfigText would report that the text alone decides: no file it names is read and no
+// ${ENV} expanded, so a config can be checked before its secrets and environment exist (as
+// import-flux does with what it writes). Empty: nothing wrong.
+std::vector<ConfigDiagnostic> checkConfigText(const std::string& text, const std::string& file);
+
 }  // namespace fluxrelay

@@ -1,55 +1,24 @@
 // Parsing absolute http(s) URLs for outbound clients: scheme, host, port and request target.
 #include "core/url.hpp"
 
+#include <algorithm>
 #include <cctype>
+
+#include <boost/url.hpp>
 
 namespace fluxrelay {
 
-namespace {
+namespace urls = boost::urls;
 
-std::string lower(std::string_view text) {
-    std::string out(text);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
+namespace {
 
 std::uint16_t defaultPort(std::string_view scheme) { return scheme == "https" ? 443 : 80; }
 
-// Whitespace and control bytes would end up in the request line or Host header.
-bool hasUnsafeByte(std::string_view text) {
-    for (unsigned char c : text) {
-        if (c <= 0x20 || c == 0x7f) return true;
-    }
-    return false;
-}
-
+// RFC 3986 also allows sub-delimiters ("a!b", "a;b") in a host name; no resolver takes them.
 bool validHostName(std::string_view host) {
-    if (host.empty()) return false;
-    for (unsigned char c : host) {
-        if (!(std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '%' || c >= 0x80)) return false;
-    }
-    return true;
-}
-
-bool validIpv6(std::string_view host) {
-    if (host.empty()) return false;
-    for (unsigned char c : host) {
-        // '%' and the characters after it: a zone id such as "fe80::1%25eth0".
-        if (!(std::isalnum(c) || c == ':' || c == '.' || c == '%')) return false;
-    }
-    return host.find(':') != std::string_view::npos;
-}
-
-bool parsePort(std::string_view text, std::uint16_t& out) {
-    if (text.empty() || text.size() > 5) return false;
-    unsigned value = 0;
-    for (char c : text) {
-        if (c < '0' || c > '9') return false;
-        value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (value == 0 || value > 65535) return false;
-    out = static_cast<std::uint16_t>(value);
-    return true;
+    return !host.empty() && std::all_of(host.begin(), host.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '%';
+    });
 }
 
 }  // namespace
@@ -64,59 +33,48 @@ std::string Url::hostHeader() const {
 std::string Url::toString() const { return scheme + "://" + hostHeader() + target; }
 
 std::optional<Url> parseUrl(std::string_view text) {
-    if (hasUnsafeByte(text)) return std::nullopt;
-    const std::size_t schemeEnd = text.find("://");
-    if (schemeEnd == std::string_view::npos) return std::nullopt;
+    const auto parsed = urls::parse_uri(text);
+    if (!parsed) return std::nullopt;
+    const urls::url_view& view = *parsed;
     Url url;
-    url.scheme = lower(text.substr(0, schemeEnd));
-    if (url.scheme != "http" && url.scheme != "https") return std::nullopt;
-
-    std::string_view rest = text.substr(schemeEnd + 3);
-    // The fragment never goes on the wire.
-    rest = rest.substr(0, rest.find('#'));
-    const std::size_t authorityEnd = rest.find_first_of("/?");
-    const std::string_view authority = rest.substr(0, authorityEnd);
-    const std::string_view pathAndQuery = authorityEnd == std::string_view::npos ? "" : rest.substr(authorityEnd);
-
-    // Userinfo has no place to go in Url; rejecting beats silently dropping credentials.
-    if (authority.find('@') != std::string_view::npos) return std::nullopt;
-
-    std::string_view host;
-    std::string_view portText;
-    bool hasPort = false;
-    if (!authority.empty() && authority.front() == '[') {
-        const std::size_t close = authority.find(']');
-        if (close == std::string_view::npos) return std::nullopt;
-        host = authority.substr(1, close - 1);
-        if (!validIpv6(host)) return std::nullopt;
-        const std::string_view after = authority.substr(close + 1);
-        if (!after.empty()) {
-            if (after.front() != ':') return std::nullopt;
-            hasPort = true;
-            portText = after.substr(1);
-        }
+    if (view.scheme_id() == urls::scheme::http) {
+        url.scheme = "http";
+    } else if (view.scheme_id() == urls::scheme::https) {
+        url.scheme = "https";
     } else {
-        const std::size_t colon = authority.find(':');
-        host = authority.substr(0, colon);
-        if (colon != std::string_view::npos) {
-            hasPort = true;
-            portText = authority.substr(colon + 1);
-        }
-        if (!validHostName(host)) return std::nullopt;
+        return std::nullopt;
     }
-    url.host = std::string(host);
+    // Userinfo has no place to go in Url; rejecting beats silently dropping credentials.
+    if (view.has_userinfo()) return std::nullopt;
+
+    switch (view.host_type()) {
+        case urls::host_type::ipv4:
+        case urls::host_type::ipv6:
+            url.host = view.encoded_host_address();
+            break;
+        case urls::host_type::name:
+            if (!validHostName(view.encoded_host())) return std::nullopt;
+            url.host = view.encoded_host();
+            break;
+        default:
+            return std::nullopt;
+    }
 
     url.port = defaultPort(url.scheme);
     // "host:" with nothing after the colon means the default port, as Go's net/url reads it.
-    if (hasPort && !portText.empty() && !parsePort(portText, url.port)) return std::nullopt;
-
-    if (pathAndQuery.empty()) {
-        url.target = "/";
-    } else if (pathAndQuery.front() == '?') {
-        url.target = "/" + std::string(pathAndQuery);
-    } else {
-        url.target = std::string(pathAndQuery);
+    if (!view.port().empty()) {
+        // Zero both for port 0 and for a number past 65535.
+        if (view.port_number() == 0) return std::nullopt;
+        url.port = view.port_number();
     }
+
+    // Boost 1.81 reads "host:80a/" as port 80 and the path "a/": after an authority the path
+    // must begin with '/', or the port (or host) held more than it should.
+    const std::string_view path = view.encoded_path();
+    if (!path.empty() && path.front() != '/') return std::nullopt;
+    // The fragment never goes on the wire.
+    url.target = view.encoded_target();
+    if (path.empty()) url.target.insert(0, "/");
     return url;
 }
 

@@ -101,21 +101,8 @@ bool searches(const std::shared_ptr<const re2::RE2>& regex, std::string_view tex
 
 // "reason", "metadata.cluster": the name of the field as the config writes it.
 std::string fieldName(const FieldMatcher& matcher) {
-    switch (matcher.field) {
-        case MatchField::reason:
-            return "reason";
-        case MatchField::kind:
-            return "kind";
-        case MatchField::name:
-            return "name";
-        case MatchField::namespace_:
-            return "namespace";
-        case MatchField::reportingController:
-            return "reportingController";
-        case MatchField::metadata:
-            return "metadata." + matcher.metadataKey;
-    }
-    return "unknown";
+    if (matcher.field == MatchField::metadata) return "metadata." + matcher.metadataKey;
+    return std::string(toString(matcher.field));
 }
 
 // The field's value, or nullptr when the event does not have it (a missing metadata key).
@@ -226,9 +213,13 @@ Decision matchRoute(const RouteConfig& route, const Event& event, bool ignoreSev
 Decision targetAccepts(TargetType type, const Event& event) {
     const FluxEvent* flux = event.flux();
     const GitHubEvent* github = event.github();
+    if (!takesEventsOf(type, github ? SourceType::github : SourceType::flux)) {
+        return github ? fluxOnly(toString(type), *github) : githubOnly(toString(type));
+    }
+    // Only the targets of Flux events have rules of their own.
+    if (flux == nullptr) return Decision::ok();
     switch (type) {
         case TargetType::alertmanager:
-            if (github) return fluxOnly("alertmanager", *github);
             // Flux sends commit status updates only to git providers and generic webhooks: as
             // alerts they would fire on every successful reconciliation.
             if (isCommitStatusUpdate(*flux)) {
@@ -237,7 +228,6 @@ Decision targetAccepts(TargetType type, const Event& event) {
             }
             return Decision::ok();
         case TargetType::github:
-            if (github) return fluxOnly("github", *github);
             // Controllers do not mark failures as commit status updates, so Flux lets errors
             // through to report them on the commit.
             if (!isCommitStatusUpdate(*flux) && !hasCommit(*flux) && flux->severity != "error") {
@@ -253,11 +243,8 @@ Decision targetAccepts(TargetType type, const Event& event) {
             }
             return Decision::ok();
         case TargetType::fluxReceiver:
-            if (flux) return githubOnly("flux-receiver");
-            return Decision::ok();
         case TargetType::kubernetes:
-            if (flux) return githubOnly("kubernetes");
-            return Decision::ok();
+            break;
     }
     return Decision::ok();
 }

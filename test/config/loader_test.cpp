@@ -1017,6 +1017,76 @@ TEST_CASE("targets: keys of one type only") {
        }));
 }
 
+TEST_CASE("targets: a key no code of the target's type reads is refused") {
+    // Only alertmanager targets batch and send Basic authentication.
+    const ConfigPtr config = load(R"(targets:
+  - {name: am, type: alertmanager, address: "http://am/", maxBatch: 8, username: u, password: p}
+)");
+    REQUIRE(config);
+    CHECK(config->targets.at(0).maxBatch == 8);
+    CHECK(config->targets.at(0).username == "u");
+    CHECK(config->targets.at(0).password == "p");
+
+    CHECK(errorsOf(R"(targets:
+  - name: status
+    type: github
+    address: https://github.com/owner/repo
+    token: t
+    maxBatch: 16
+  - name: reconcile
+    type: flux-receiver
+    address: http://receiver/
+    receiver: {name: r, namespace: ns}
+    tokenFile: token
+    username: flux
+    passwordFile: password
+  - name: kube
+    type: kubernetes
+    resources: [{apiVersion: v1, kind: ConfigMap, name: c, namespace: ns}]
+    maxBatch: 2
+    password: p
+)") == errors({
+           "test.yaml:6:5: 'maxBatch' applies only to alertmanager targets (github targets send one request per event)",
+           "test.yaml:11:5: cannot read tokenFile 'token': No such file or directory",
+           "test.yaml:12:5: 'username' applies only to alertmanager targets (flux-receiver targets send no username "
+           "and password)",
+           "test.yaml:13:5: 'passwordFile' applies only to alertmanager targets (flux-receiver targets send no "
+           "username and password)",
+           "test.yaml:17:5: 'maxBatch' applies only to alertmanager targets (kubernetes targets send one request per "
+           "event)",
+           "test.yaml:18:5: 'password' applies only to alertmanager targets (kubernetes targets send no username and "
+           "password)",
+       }));
+
+    // An address that already has the Receiver's /hook/ path is sent to as it is.
+    CHECK(errorsOf(R"(targets:
+  - name: reconcile
+    type: flux-receiver
+    address: http://receiver/hook/0123abcd
+    token: t
+    receiver: {name: r, namespace: ns}
+)") == errors({"test.yaml:6:5: 'receiver' is not used when the address already has the /hook/ path"}));
+}
+
+TEST_CASE("routes: a dedup window nothing counts within is refused") {
+    CHECK(errorsOf(kSourcesAndTargets +
+                   R"(  - {name: a, source: flux, targets: [am], dedup: {mode: transitions, window: 1h}}
+  - {name: b, source: flux, targets: [am], dedup: {mode: none, window: 1h}}
+)") == errors({
+           "test.yaml:9:71: 'window' applies only to dedup modes 'flux' and 'normalized', or with a 'threshold'",
+           "test.yaml:10:64: 'window' applies only to dedup modes 'flux' and 'normalized', or with a 'threshold'",
+       }));
+    // A threshold counts failures within the window, whatever the mode.
+    const ConfigPtr config =
+        load(kSourcesAndTargets +
+             R"(  - {name: a, source: flux, targets: [am], dedup: {mode: none, threshold: 2, window: 1h}}
+  - {name: b, source: flux, targets: [am], dedup: {mode: normalized, window: 1h}}
+)");
+    REQUIRE(config);
+    CHECK(config->routes.at(0).dedup.window == 1h);
+    CHECK(config->routes.at(1).dedup.window == 1h);
+}
+
 TEST_CASE("routes: match, eventMetadata, summary and dedup") {
     const ConfigPtr config = load(kSourcesAndTargets + R"(  - name: r
     source: flux
@@ -1123,6 +1193,31 @@ TEST_CASE("routes: keys and targets must fit the source's type") {
            "test.yaml:16:5: 'branches' applies only to routes with a github source",
            "test.yaml:17:23: route 'flux': flux-receiver target 'reconcile' cannot take events of a flux source",
        }));
+}
+
+TEST_CASE("checkConfigText reports what the text alone decides, reading no file and no ${ENV}") {
+    unsetenv("FLUXRELAY_TEST_UNSET");
+    const std::string text = R"(sources:
+  - {name: flux, type: flux, path: /flux/events, hmacKeyFile: ./secrets/missing}
+targets:
+  - {name: am, type: alertmanager, address: "${FLUXRELAY_TEST_UNSET}", caFile: ca.pem, username: u, passwordFile: pw}
+  - {name: status, type: github, address: "https://github.com/o/r", tokenFile: ./missing, maxBatch: 2}
+routes:
+  - {name: all, source: flux, targets: [am, nowhere]}
+)";
+    std::string checked;
+    for (const ConfigDiagnostic& diagnostic : checkConfigText(text, "test.yaml")) {
+        checked += (checked.empty() ? "" : "\n") + diagnostic.toString();
+    }
+    CHECK(checked ==
+          errors({
+              "test.yaml:5:91: 'maxBatch' applies only to alertmanager targets (github targets send one request per "
+              "event)",
+              "test.yaml:7:45: route 'all': unknown target 'nowhere'",
+          }));
+    CHECK(errorsOf(text).find("environment variable 'FLUXRELAY_TEST_UNSET' is not set") != std::string::npos);
+    CHECK(errorsOf(text).find("cannot read hmacKeyFile") != std::string::npos);
+    CHECK(checkConfigText("sources: [{name: flux, type: flux, path: /flux/events}]\n", "test.yaml").empty());
 }
 
 TEST_CASE("keys of YAML itself: duplicates, documents, emptiness") {

@@ -111,6 +111,8 @@ TEST_CASE("rejects anything but an absolute http(s) URL with a host") {
              "http://example.com/a b",
              "http://example.com/\r\nX: y",
              "http://a<b/",
+             "http://a!b/",
+             "http://[v1.x]/",
          }) {
         CHECK_MESSAGE(!parseUrl(text), text);
     }
