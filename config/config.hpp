@@ -11,7 +11,10 @@
 #include <utility>
 #include <vector>
 
-#include <re2/re2.h>
+// Patterns are compiled by the loader and shared; a declaration is enough here.
+namespace re2 {
+class RE2;
+}  // namespace re2
 
 #include "core/duration.hpp"
 #include "core/url.hpp"

@@ -1,6 +1,7 @@
 // Reading the configuration's YAML into typed values, with a diagnostic for every problem.
 #include "config/yaml_reader.hpp"
 
+#include <re2/re2.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
