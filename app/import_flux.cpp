@@ -122,15 +122,15 @@ std::string yamlScalar(const std::string& value) {
 // A comment's text wrapped at spaces to keep lines near 100 columns; continuation lines are
 // indented two more than the text's own indentation.
 std::string wrapped(std::string_view text) {
-    constexpr std::size_t room = 98;  // after "# "
+    constexpr std::size_t kRoom = 98;  // after "# "
     const std::string continuation(
         text.find_first_not_of(' ') == std::string_view::npos ? 2 : text.find_first_not_of(' ') + 2, ' ');
     std::string out;
     std::string_view prefix;
     while (!text.empty()) {
         std::size_t cut = text.size();
-        if (prefix.size() + text.size() > room) {
-            const std::size_t limit = room > prefix.size() ? room - prefix.size() : 1;
+        if (prefix.size() + text.size() > kRoom) {
+            const std::size_t limit = kRoom > prefix.size() ? kRoom - prefix.size() : 1;
             cut = text.rfind(' ', limit);
             if (cut == std::string_view::npos || cut <= text.find_first_not_of(' ')) cut = text.find(' ', limit);
             if (cut == std::string_view::npos) cut = text.size();

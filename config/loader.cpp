@@ -489,11 +489,11 @@ private:
     // and rotate, so the provider reads the file again while running; the in-cluster one is not
     // read now, since check-config may run elsewhere.
     void kubernetesDefaults(const Fields& fields, TargetConfig& target) {
-        static constexpr std::string_view serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
+        static constexpr std::string_view kServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
         if (fields.find("tokenFile") != nullptr) {
             if (!target.token.empty()) target.tokenFile = reader_.resolve(*reader_.string(fields, "tokenFile"));
         } else if (fields.find("token") == nullptr) {
-            target.tokenFile = std::string(serviceAccountDir) + "/token";
+            target.tokenFile = std::string(kServiceAccountDir) + "/token";
         }
         if (fields.find("address") == nullptr && reader_.scope() == Reader::Scope::full) {
             // As client-go finds the API server in a pod; the service's DNS name where the variables
@@ -514,7 +514,7 @@ private:
                                                inQuotes(text) + "): set the target's 'address'");
             }
         }
-        if (target.caFile.empty() && target.address.tls()) target.caFile = std::string(serviceAccountDir) + "/ca.crt";
+        if (target.caFile.empty() && target.address.tls()) target.caFile = std::string(kServiceAccountDir) + "/ca.crt";
     }
 
     // ---- routes

@@ -65,12 +65,12 @@ std::string sha256(std::string_view data) {
 }
 
 std::string toHex(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
+    static constexpr char kHexDigits[] = "0123456789abcdef";
     std::string out;
     out.reserve(bytes.size() * 2);
     for (unsigned char c : bytes) {
-        out.push_back(digits[c >> 4]);
-        out.push_back(digits[c & 0x0f]);
+        out.push_back(kHexDigits[c >> 4]);
+        out.push_back(kHexDigits[c & 0x0f]);
     }
     return out;
 }
@@ -117,9 +117,9 @@ std::string randomBytes(std::size_t count) {
 std::string base64Encode(std::string_view bytes) {
     std::string out;
     // EVP_EncodeBlock takes an int length, so long inputs go in chunks of whole 3-byte groups.
-    constexpr std::size_t chunkSize = 3 * 16 * 1024;
-    for (std::size_t offset = 0; offset < bytes.size(); offset += chunkSize) {
-        const std::string_view chunk = bytes.substr(offset, chunkSize);
+    constexpr std::size_t kChunkSize = 3 * 16 * 1024;
+    for (std::size_t offset = 0; offset < bytes.size(); offset += kChunkSize) {
+        const std::string_view chunk = bytes.substr(offset, kChunkSize);
         const std::size_t start = out.size();
         out.resize(start + 4 * ((chunk.size() + 2) / 3) + 1);
         const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + start), bytesOf(chunk),

@@ -12,7 +12,7 @@ namespace fluxrelay {
 
 namespace {
 
-constexpr int storageVersion = 1;
+constexpr int kStorageVersion = 1;
 
 // metav1.Time marshals as UTC with seconds precision; a timestamp that does not parse (which
 // parseFluxEvent never lets through) is passed on as received rather than lost.
@@ -64,7 +64,7 @@ constexpr bool plainAscii(unsigned char c) {
 // plain ASCII, most of any message, are copied whole.
 void appendGoString(std::string& out, std::string_view text, InvalidUtf8 invalid = InvalidUtf8::replace,
                     std::string_view what = {}) {
-    static constexpr char hex[] = "0123456789abcdef";
+    static constexpr char kHexDigits[] = "0123456789abcdef";
     out.push_back('"');
     std::size_t pos = 0;
     while (pos < text.size()) {
@@ -99,8 +99,8 @@ void appendGoString(std::string& out, std::string_view text, InvalidUtf8 invalid
                     break;
                 default:  // <, >, & and the other control characters
                     out += "\\u00";
-                    out.push_back(hex[c >> 4]);
-                    out.push_back(hex[c & 0x0f]);
+                    out.push_back(kHexDigits[c >> 4]);
+                    out.push_back(kHexDigits[c & 0x0f]);
             }
             ++pos;
             continue;
@@ -303,7 +303,7 @@ std::string toFluxJsonText(const FluxEvent& event) {
 std::string toStorageText(const Event& event) {
     std::string out;
     out.reserve(512 + (event.flux() ? event.flux()->message.size() : event.github()->body.size()));
-    out += R"({"v":)" + std::to_string(storageVersion);
+    out += R"({"v":)" + std::to_string(kStorageVersion);
     appendStorageField(out, "id", event.id);
     appendStorageField(out, "source", event.source);
     // RFC3339Nano keeps every nanosecond, so the record reads back to the same time point.
@@ -329,7 +329,7 @@ namespace {
 Event fromStorageJson(const nlohmann::json& json) {
     // Storage only ever holds records toStorageJson wrote; anything else is corruption, which
     // surfaces as nlohmann::json::exception or std::runtime_error for storage to quarantine.
-    if (json.at("v").get<int>() != storageVersion) {
+    if (json.at("v").get<int>() != kStorageVersion) {
         throw std::runtime_error("unsupported event record version " + json.at("v").dump());
     }
     Event event;

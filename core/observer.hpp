@@ -32,8 +32,8 @@ enum class AttemptOutcome {
 
 // Its metric label and the status page's word: "delivered", "retry", "dead", "released".
 constexpr std::string_view toString(AttemptOutcome outcome) {
-    constexpr std::string_view names[] = {"delivered", "retry", "dead", "released"};
-    return names[static_cast<int>(outcome)];
+    constexpr std::string_view kNames[] = {"delivered", "retry", "dead", "released"};
+    return kNames[static_cast<int>(outcome)];
 }
 
 // One attempt at delivering one event to one target.

@@ -24,11 +24,11 @@ std::size_t codePointLength(std::string_view text, std::size_t pos) {
 // revisited (whatever they absorbed, the last star can absorb instead), so the cost is
 // O(pattern * text) at worst, never exponential.
 bool globMatch(std::string_view pattern, std::string_view text) {
-    constexpr std::size_t none = std::string_view::npos;
+    constexpr std::size_t kNone = std::string_view::npos;
     std::size_t p = 0;
     std::size_t t = 0;
-    std::size_t starPattern = none;  // position just after the last `*` seen
-    std::size_t starText = 0;        // where the text resumes if that star absorbs more
+    std::size_t starPattern = kNone;  // position just after the last `*` seen
+    std::size_t starText = 0;         // where the text resumes if that star absorbs more
 
     while (t < text.size()) {
         if (p < pattern.size() && pattern[p] == '*') {
@@ -41,7 +41,7 @@ bool globMatch(std::string_view pattern, std::string_view text) {
         } else if (p < pattern.size() && pattern[p] == text[t]) {
             ++p;
             ++t;
-        } else if (starPattern != none) {
+        } else if (starPattern != kNone) {
             starText += codePointLength(text, starText);
             p = starPattern;
             t = starText;

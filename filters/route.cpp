@@ -17,8 +17,8 @@ namespace fluxrelay {
 
 namespace {
 
-constexpr std::string_view headsPrefix = "refs/heads/";
-constexpr std::string_view tagsPrefix = "refs/tags/";
+constexpr std::string_view kHeadsPrefix = "refs/heads/";
+constexpr std::string_view kTagsPrefix = "refs/tags/";
 
 Decision drop(Verdict verdict, std::string reason) { return {verdict, std::move(reason)}; }
 
@@ -48,7 +48,7 @@ std::string_view identity(const std::string& s) { return s; }
 // whole ref; a bare entry ("main", "release-*") globs the branch name.
 bool branchEntryMatches(std::string_view entry, std::string_view ref) {
     if (entry.starts_with("refs/")) return globMatch(entry, ref);
-    return ref.starts_with(headsPrefix) && globMatch(entry, ref.substr(headsPrefix.size()));
+    return ref.starts_with(kHeadsPrefix) && globMatch(entry, ref.substr(kHeadsPrefix.size()));
 }
 
 Decision matchPushRef(const RouteConfig& route, const GitHubEvent& push) {
@@ -56,18 +56,18 @@ Decision matchPushRef(const RouteConfig& route, const GitHubEvent& push) {
         return drop(Verdict::branch, "push deletes " + push.ref + " (branch deletion): nothing to reconcile");
     }
     const std::string_view ref = push.ref;
-    if (ref.starts_with(headsPrefix) && route.branches.empty()) return Decision::ok();
+    if (ref.starts_with(kHeadsPrefix) && route.branches.empty()) return Decision::ok();
     for (const auto& entry : route.branches) {
         if (branchEntryMatches(entry, ref)) return Decision::ok();
     }
-    if (ref.starts_with(tagsPrefix)) {
+    if (ref.starts_with(kTagsPrefix)) {
         return drop(Verdict::branch,
                     "tag push " + push.ref + " is ignored unless a branches entry \"refs/tags/...\" matches it");
     }
-    if (!ref.starts_with(headsPrefix)) {
+    if (!ref.starts_with(kHeadsPrefix)) {
         return drop(Verdict::branch, "push ref " + quoted(ref) + " is neither a branch nor a listed ref");
     }
-    return drop(Verdict::branch, "branch " + quoted(ref.substr(headsPrefix.size())) + " matches no branches entry (" +
+    return drop(Verdict::branch, "branch " + quoted(ref.substr(kHeadsPrefix.size())) + " matches no branches entry (" +
                                      quotedList(route.branches, identity) + ")");
 }
 

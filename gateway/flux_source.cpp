@@ -17,12 +17,12 @@ namespace fluxrelay {
 
 namespace {
 
-constexpr std::string_view eventGroupPrefix = "event.toolkit.fluxcd.io/";
+constexpr std::string_view kEventGroupPrefix = "event.toolkit.fluxcd.io/";
 // Flux events are two objects deep; anything far deeper is an attempt to exhaust memory.
-constexpr int maxNestingDepth = 64;
+constexpr int kMaxNestingDepth = 64;
 // Error texts quote client input; a bounded excerpt is enough to find the problem.
-constexpr std::size_t maxQuotedBytes = 120;
-constexpr std::size_t maxLastReadBytes = 40;
+constexpr std::size_t kMaxQuotedBytes = 120;
+constexpr std::size_t kMaxLastReadBytes = 40;
 
 struct ParseFailure {
     std::string error;
@@ -31,7 +31,7 @@ struct ParseFailure {
 
 // Client bytes made safe to put in an error: bytes that are not UTF-8 (the JSON response could
 // not carry them) become '?', and long text is cut.
-std::string excerpt(std::string_view text, std::size_t maxBytes = maxQuotedBytes) {
+std::string excerpt(std::string_view text, std::size_t maxBytes = kMaxQuotedBytes) {
     std::string out;
     std::size_t pos = 0;
     while (pos < text.size() && out.size() < maxBytes) {
@@ -253,7 +253,7 @@ NormalizedMetadata normalizeMetadata(const std::map<std::string, std::string>& r
     const std::string objectGroupPrefix = group + "/";
     NormalizedMetadata result;
     for (const auto& [key, value] : raw) {
-        if (key.starts_with(eventGroupPrefix)) result.metadata[key.substr(eventGroupPrefix.size())] = value;
+        if (key.starts_with(kEventGroupPrefix)) result.metadata[key.substr(kEventGroupPrefix.size())] = value;
     }
     for (const auto& [key, value] : raw) {
         if (key.find('/') == std::string::npos) result.metadata[key] = value;
@@ -280,9 +280,9 @@ NormalizedMetadata normalizeMetadata(const std::map<std::string, std::string>& r
 
 std::variant<FluxEvent, ParseFailure> parseEvent(std::string_view body) {
     const auto badEvent = [](std::string error) { return ParseFailure{std::move(error), "bad_event"}; };
-    if (!nestingWithin(body, maxNestingDepth)) {
-        return ParseFailure{"body is not valid JSON: nested deeper than " + std::to_string(maxNestingDepth) + " levels",
-                            "bad_json"};
+    if (!nestingWithin(body, kMaxNestingDepth)) {
+        return ParseFailure{
+            "body is not valid JSON: nested deeper than " + std::to_string(kMaxNestingDepth) + " levels", "bad_json"};
     }
     RawEvent raw;
     RawEventReader reader(raw);
@@ -293,11 +293,11 @@ std::variant<FluxEvent, ParseFailure> parseEvent(std::string_view body) {
             detail.remove_prefix(close + 2);
         }
         // The parser quotes what it last read, which can be most of the body.
-        constexpr std::string_view lastRead = "; last read: ";
-        const std::size_t split = detail.find(lastRead);
-        std::string message = excerpt(detail.substr(0, split), 2 * maxQuotedBytes);
+        constexpr std::string_view kLastRead = "; last read: ";
+        const std::size_t split = detail.find(kLastRead);
+        std::string message = excerpt(detail.substr(0, split), 2 * kMaxQuotedBytes);
         if (split != std::string_view::npos) {
-            message += std::string(lastRead) + excerpt(detail.substr(split + lastRead.size()), maxLastReadBytes);
+            message += std::string(kLastRead) + excerpt(detail.substr(split + kLastRead.size()), kMaxLastReadBytes);
         }
         return ParseFailure{"body is not valid JSON: " + message, "bad_json"};
     }

@@ -12,10 +12,10 @@ namespace fluxrelay {
 namespace {
 
 // GitHub payloads are a handful of objects deep; far deeper is an attempt to waste the parser's time.
-constexpr int maxNestingDepth = 64;
+constexpr int kMaxNestingDepth = 64;
 // Delivery ids are GUIDs; they end up in storage keys, so anything else is bounded and printable.
-constexpr std::size_t maxDeliveryIdBytes = 128;
-constexpr std::size_t maxEventNameBytes = 64;
+constexpr std::size_t kMaxDeliveryIdBytes = 128;
+constexpr std::size_t kMaxEventNameBytes = 64;
 
 std::string_view trimBlanks(std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
@@ -138,8 +138,8 @@ private:
             return false;
         }
         noteType(std::nullopt);
-        if (++depth_ > maxNestingDepth) {
-            error = "payload is nested deeper than " + std::to_string(maxNestingDepth) + " levels";
+        if (++depth_ > kMaxNestingDepth) {
+            error = "payload is nested deeper than " + std::to_string(kMaxNestingDepth) + " levels";
             return false;
         }
         return true;
@@ -221,16 +221,16 @@ std::variant<GitHubEvent, GitHubPing, Rejection> acceptGitHubRequest(const Sourc
 
     const auto eventHeader = request.header("X-GitHub-Event");
     if (!eventHeader || eventHeader->empty()) return reject(400, "X-GitHub-Event header is required", "bad_event");
-    if (!printableToken(*eventHeader, maxEventNameBytes)) {
+    if (!printableToken(*eventHeader, kMaxEventNameBytes)) {
         return reject(400, "X-GitHub-Event must be an event name such as push", "bad_event");
     }
     const auto deliveryHeader = request.header("X-GitHub-Delivery");
     if (!deliveryHeader || deliveryHeader->empty()) {
         return reject(400, "X-GitHub-Delivery header is required", "bad_event");
     }
-    if (!printableToken(*deliveryHeader, maxDeliveryIdBytes)) {
+    if (!printableToken(*deliveryHeader, kMaxDeliveryIdBytes)) {
         return reject(
-            400, "X-GitHub-Delivery must be at most " + std::to_string(maxDeliveryIdBytes) + " printable characters",
+            400, "X-GitHub-Delivery must be at most " + std::to_string(kMaxDeliveryIdBytes) + " printable characters",
             "bad_event");
     }
 

@@ -19,7 +19,7 @@ namespace http = boost::beast::http;
 namespace {
 
 // GitHub redelivers under the same delivery id: one seen within a day is a redelivery.
-constexpr Duration githubDeliveryWindow = std::chrono::hours(24);
+constexpr Duration kGitHubDeliveryWindow = std::chrono::hours(24);
 
 }  // namespace
 
@@ -129,7 +129,7 @@ boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, E
     if (const GitHubEvent* github = event->github()) {
         // GitHub redelivers on request, and after its 10 s timeout: a delivery id triggers once.
         request.idempotencyKey = "github-delivery:" + event->source + ":" + github->deliveryId;
-        request.idempotencyWindow = githubDeliveryWindow;
+        request.idempotencyWindow = kGitHubDeliveryWindow;
     }
     std::vector<RouteFate> fates;
     for (auto& plan : planRoutes(config, event)) {

@@ -12,7 +12,7 @@ namespace fluxrelay {
 
 namespace {
 
-constexpr std::string_view hookSegment = "/hook/";
+constexpr std::string_view kHookSegment = "/hook/";
 
 class FluxReceiverProvider final : public Provider {
 public:
@@ -58,8 +58,8 @@ public:
         if (response.status == 404) {
             // Details end up on the status page: the path is shortened, since for some Receiver
             // types knowing it is enough to trigger them.
-            const std::size_t hook = url_.target.find(hookSegment);
-            const std::string shown = url_.target.substr(0, hook + hookSegment.size() + 8) + "...";
+            const std::size_t hook = url_.target.find(kHookSegment);
+            const std::string shown = url_.target.substr(0, hook + kHookSegment.size() + 8) + "...";
             outcome.detail += " (no Receiver has the path " + shown +
                               ": check receiver name and namespace, and that the token is the Receiver's)";
         } else if (response.status == 400) {
@@ -86,12 +86,12 @@ std::string receiverWebhookPath(std::string_view token, std::string_view name, s
     std::string material;
     material.reserve(token.size() + name.size() + namespace_.size());
     material.append(token).append(name).append(namespace_);
-    return std::string(hookSegment) + toHex(sha256(material));
+    return std::string(kHookSegment) + toHex(sha256(material));
 }
 
 Url receiverUrl(const TargetConfig& target) {
     Url url = target.address;
-    if (url.target.find(hookSegment) != std::string::npos) return url;
+    if (url.target.find(kHookSegment) != std::string::npos) return url;
     // The Receiver is found by the request path alone, so the path is joined without a doubled '/'
     // and any query stays at the end.
     const std::size_t queryStart = url.target.find('?');

@@ -392,12 +392,12 @@ std::string statusDescription(std::string_view reason) {
 }
 
 std::string statusContext(std::string_view contextTemplate, const ObjectRef& object) {
-    static constexpr std::pair<std::string_view, std::string ObjectRef::*> fields[] = {
+    static constexpr std::pair<std::string_view, std::string ObjectRef::*> kPlaceholders[] = {
         {"{kind}", &ObjectRef::kind}, {"{name}", &ObjectRef::name}, {"{namespace}", &ObjectRef::namespace_}};
     std::string out;
     for (std::size_t pos = 0; pos < contextTemplate.size();) {
         bool replaced = false;
-        for (const auto& [placeholder, field] : fields) {
+        for (const auto& [placeholder, field] : kPlaceholders) {
             if (contextTemplate.substr(pos).starts_with(placeholder)) {
                 out += object.*field;
                 pos += placeholder.size();

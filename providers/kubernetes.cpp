@@ -13,7 +13,7 @@ namespace fluxrelay {
 namespace {
 
 // As client-go's file token source: a rotated projected token is picked up within a minute.
-constexpr Duration tokenCacheTtl = std::chrono::minutes(1);
+constexpr Duration kTokenCacheTtl = std::chrono::minutes(1);
 
 // Object names are DNS labels or subdomains already; escaping anyway keeps a bad config from
 // changing the path's shape.
@@ -34,7 +34,7 @@ public:
     // A projected token rotates: the file is read again once the last read is a minute old.
     std::optional<CredentialsFetch> credentialsFetch(TimePoint now) override {
         if (target_.tokenFile.empty()) return std::nullopt;
-        if (readAt_ && now >= *readAt_ && now - *readAt_ < tokenCacheTtl) return std::nullopt;
+        if (readAt_ && now >= *readAt_ && now - *readAt_ < kTokenCacheTtl) return std::nullopt;
         return CredentialsFetch{.exchange = {}, .file = target_.tokenFile};
     }
 

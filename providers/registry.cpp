@@ -19,11 +19,11 @@ namespace fluxrelay {
 namespace {
 
 // Enough of a peer's body to say what went wrong, without filling logs and the status page.
-constexpr std::size_t maxDetailBodyBytes = 200;
+constexpr std::size_t kMaxDetailBodyBytes = 200;
 
 // Retry-After is capped so that converting it to milliseconds and adding it to a time point cannot
 // overflow; a peer asking for more than ~31 years is as good as "never", which maxAge then decides.
-constexpr std::int64_t maxRetryAfterSeconds = 1'000'000'000;
+constexpr std::int64_t kMaxRetryAfterSeconds = 1'000'000'000;
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
@@ -39,7 +39,7 @@ std::string_view trimSpaces(std::string_view text) {
 std::string bodyExcerpt(std::string_view body) {
     // Cut at a character boundary of the whole body, so a valid character is never half kept: step
     // back over the continuation bytes (at most 3) of a character that straddles the limit.
-    std::size_t cut = std::min(body.size(), maxDetailBodyBytes);
+    std::size_t cut = std::min(body.size(), kMaxDetailBodyBytes);
     const auto isContinuation = [&](std::size_t i) { return (static_cast<unsigned char>(body[i]) & 0xC0) == 0x80; };
     for (int step = 0; step < 3 && cut > 0 && cut < body.size() && isContinuation(cut); ++step) --cut;
     body = body.substr(0, cut);
@@ -99,18 +99,18 @@ int indexOfName(std::string_view text, const std::string_view (&names)[N]) {
 // IMF-fixdate (RFC 9110 §5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT": the only form a sender
 // may generate today. The obsolete RFC 850 and asctime forms are not accepted.
 std::optional<TimePoint> parseImfFixdate(std::string_view text) {
-    static constexpr std::string_view dayNames[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-    static constexpr std::string_view monthNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static constexpr std::string_view kDayNames[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+    static constexpr std::string_view kMonthNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     // "Sun, 06 Nov 1994 08:49:37 GMT"
     //  0123456789012345678901234567890
     if (text.size() != 29) return std::nullopt;
-    if (indexOfName(text.substr(0, 3), dayNames) < 0) return std::nullopt;
+    if (indexOfName(text.substr(0, 3), kDayNames) < 0) return std::nullopt;
     if (text.substr(3, 2) != ", " || text[7] != ' ' || text[11] != ' ' || text[16] != ' ' || text[19] != ':' ||
         text[22] != ':' || text.substr(25) != " GMT") {
         return std::nullopt;
     }
-    const int month = indexOfName(text.substr(8, 3), monthNames) + 1;
+    const int month = indexOfName(text.substr(8, 3), kMonthNames) + 1;
     int day = 0, year = 0, hour = 0, minute = 0, second = 0;
     if (month == 0 || !readNumber(text, 5, 2, day) || !readNumber(text, 12, 4, year) ||
         !readNumber(text, 17, 2, hour) || !readNumber(text, 20, 2, minute) || !readNumber(text, 23, 2, second)) {
@@ -180,17 +180,17 @@ std::optional<std::chrono::milliseconds> parseRetryAfter(std::string_view value,
         std::int64_t seconds = 0;
         const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), seconds);
         if (error == std::errc::result_out_of_range) {
-            seconds = maxRetryAfterSeconds;
+            seconds = kMaxRetryAfterSeconds;
         } else if (error != std::errc{} || end != value.data() + value.size()) {
             return std::nullopt;
         }
-        return std::chrono::seconds{std::min(seconds, maxRetryAfterSeconds)};
+        return std::chrono::seconds{std::min(seconds, kMaxRetryAfterSeconds)};
     }
     const auto date = parseImfFixdate(value);
     if (!date) return std::nullopt;
     if (*date <= now) return std::chrono::milliseconds{0};
     const auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(*date - now);
-    return std::min<std::chrono::milliseconds>(delay, std::chrono::seconds{maxRetryAfterSeconds});
+    return std::min<std::chrono::milliseconds>(delay, std::chrono::seconds{kMaxRetryAfterSeconds});
 }
 
 std::optional<std::string_view> HttpResponse::header(std::string_view name) const {
