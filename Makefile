@@ -6,7 +6,7 @@ SANITIZE_BUILD_DIR ?= build-sanitize
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-sanitize fuzz run clean
+.PHONY: all deps build test test-sanitize fuzz tidy run clean
 # deps must finish before build starts, even under make -j.
 .NOTPARALLEL:
 
@@ -36,6 +36,13 @@ fuzz:
 	cmake -G Ninja -B $(FUZZ_BUILD_DIR) -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLUXRELAY_FUZZ=ON
 	ninja -C $(FUZZ_BUILD_DIR) -j$(JOBS) fuzzers
 	fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
+
+# clang-tidy with the checks .clang-tidy lists, over every source and test the build compiles;
+# any finding fails. Uses the build's compile database.
+tidy: build
+	scripts/install-deps.sh --tidy
+	run-clang-tidy -p $(BUILD_DIR) -j$(JOBS) -quiet -extra-arg=-Wno-unknown-warning-option \
+	  "$(CURDIR)/(admin|app|config|core|filters|gateway|providers|storage|test|bench|fuzz)/"
 
 run: deps build
 	scripts/run-local.sh $(BUILD_DIR)/fluxrelay

@@ -24,6 +24,8 @@ packages=(
 # Optional: `--fuzz` installs the build packages and these, for `make fuzz` (clang's libFuzzer;
 # llvm for llvm-symbolizer, which names the lines in a finding's stack trace).
 fuzz_packages=(clang libclang-rt-dev llvm)
+# Optional: `--tidy` installs the build packages and clang-tidy, for `make tidy`.
+tidy_packages=(clang-tidy)
 
 installed() {
   # "install ok installed" is the only state in which a package is fully usable.
@@ -34,6 +36,8 @@ if [[ "${1:-}" == --build ]]; then
   packages=("${build_packages[@]}")
 elif [[ "${1:-}" == --fuzz ]]; then
   packages=("${build_packages[@]}" "${fuzz_packages[@]}")
+elif [[ "${1:-}" == --tidy ]]; then
+  packages=("${build_packages[@]}" "${tidy_packages[@]}")
 fi
 
 missing=()

@@ -138,9 +138,10 @@ TEST_CASE("plural resource names, as the API machinery guesses them, for every F
         {"ConfigMap", "configmaps"},
         {"Ingress", "ingresses"},
     };
-    for (const auto& [kind, plural] : kinds) {
-        CAPTURE(kind);
-        CHECK(kubernetesPlural(kind) == plural);
+    // Not a structured binding: CAPTURE's lambda captures it, which clang 14 cannot.
+    for (const auto& entry : kinds) {
+        CAPTURE(entry.first);
+        CHECK(kubernetesPlural(entry.first) == entry.second);
     }
 }
 
