@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <iterator>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 namespace fluxrelay {
 
@@ -59,7 +61,7 @@ public:
         }
         if (!target_.resolve) {
             nlohmann::json alerts = nlohmann::json::array();
-            for (const Delivery& delivery : batch) alerts.push_back(alertFor(*delivery.event));
+            for (const Delivery& delivery : batch) alerts.push_back(alertFor(*delivery.event, now));
             return {.requests = {post(alerts)}, .decided = {}, .writes = {}};
         }
         Replay replay = replayBatch(batch, state, now);
@@ -74,6 +76,7 @@ public:
         const nlohmann::json firing = firingSets(state, now);
         for (const auto& entry : firing) {
             for (nlohmann::json alert : entry["alerts"]) {
+                startNoLaterThan(alert, now);
                 alert["endsAt"] = formatRfc3339Nano(now + firingValidity());
                 alerts.push_back(std::move(alert));
             }
@@ -111,13 +114,30 @@ private:
 
     Duration firingValidity() const { return 3 * target_.refireInterval; }
 
-    // Flux's alert, with the target's severity mapping applied.
-    nlohmann::json alertFor(const Event& event) const {
+    // Flux's alert, with the target's severity mapping applied, starting no later than `now`.
+    nlohmann::json alertFor(const Event& event, TimePoint now) const {
         nlohmann::json alert = fluxAlert(event);
         if (const auto it = target_.severityMap.find(event.flux()->severity); it != target_.severityMap.end()) {
             alert["labels"]["severity"] = it->second;
         }
+        startNoLaterThan(alert, now);
         return alert;
+    }
+
+    // A controller whose clock runs ahead stamps its events in the future, and Alertmanager refuses
+    // an alert that starts after it ends (its own resolve timeout, or ours): no alert the relay
+    // sends starts later than the moment it is sent. Stored alerts fired before this rule existed
+    // pass through it again on their way out.
+    static void startNoLaterThan(nlohmann::json& alert, TimePoint now) {
+        TimePoint startsAt;
+        if (!alert["startsAt"].is_string() ||
+            !parseRfc3339(alert["startsAt"].get_ref<const std::string&>(), startsAt) || startsAt <= now) {
+            return;
+        }
+        spdlog::debug("alert {} of {}/{} starts at {}, after now (the sender's clock runs ahead): sent as starting now",
+                      alert["labels"].value("alertname", ""), alert["labels"].value("namespace", ""),
+                      alert["labels"].value("name", ""), alert["startsAt"].get<std::string>());
+        alert["startsAt"] = formatRfc3339(now);
     }
 
     // The stored firing sets, minus objects whose last failure is older than kFiringMemory.
@@ -152,7 +172,7 @@ private:
             const FluxEvent& flux = *delivery.event->flux();
             const std::string object = flux.involvedObject.path();
             if (flux.severity == "error") {
-                nlohmann::json alert = alertFor(*delivery.event);
+                nlohmann::json alert = alertFor(*delivery.event, now);
                 nlohmann::json kept = nlohmann::json::array();
                 if (replay.firing.contains(object)) {
                     for (auto& known : replay.firing[object]["alerts"]) {
@@ -167,13 +187,14 @@ private:
             }
             if (replay.firing.contains(object)) {
                 for (nlohmann::json alert : replay.firing[object]["alerts"]) {
+                    startNoLaterThan(alert, now);
                     alert["status"] = "resolved";
                     alert["endsAt"] = formatRfc3339Nano(now);
                     replay.alerts.push_back(std::move(alert));
                 }
                 replay.firing.erase(object);
             }
-            if (!flux.resolveOnly) replay.alerts.push_back(alertFor(*delivery.event));
+            if (!flux.resolveOnly) replay.alerts.push_back(alertFor(*delivery.event, now));
         }
         return replay;
     }

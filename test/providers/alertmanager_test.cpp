@@ -386,3 +386,64 @@ TEST_CASE("severityMap renames the severity label; unmapped severities stay verb
 }
 
 }  // namespace fluxrelay
+
+namespace fluxrelay {
+
+TEST_CASE("clock skew: an alert never starts after it is sent, and one from long ago keeps its time") {
+    const TimePoint now = TimePoint{std::chrono::seconds(1796533200)} + std::chrono::milliseconds(250);
+    FluxEvent ahead = kustomizationFailure();
+    ahead.timestamp = formatRfc3339(now + std::chrono::hours(2));
+    FluxEvent behind = kustomizationFailure();
+    behind.involvedObject.name = "infra";
+    behind.timestamp = formatRfc3339(now - std::chrono::hours(72));
+
+    SUBCASE("plain target") {
+        const auto provider = makeProvider(alertmanagerTarget());
+        const std::vector batch{makeDelivery(ahead, 1), makeDelivery(behind, 2)};
+        const auto alerts = nlohmann::json::parse(std::get<HttpRequest>(buildRequest(*provider, batch, {}, now)).body);
+        CHECK(alerts[0]["startsAt"] == formatRfc3339(now));
+        CHECK(alerts[1]["startsAt"] == behind.timestamp);
+    }
+    SUBCASE("resolve target: fired starting now, resolved after it started") {
+        TargetConfig target = alertmanagerTarget();
+        target.resolve = true;
+        const auto provider = makeProvider(target);
+        const std::vector fired{makeDelivery(ahead, 1)};
+        const auto firing = nlohmann::json::parse(std::get<HttpRequest>(buildRequest(*provider, fired, {}, now)).body);
+        CHECK(firing[0]["startsAt"] == formatRfc3339(now));
+        const ProviderState state = stateAfterDelivery(*provider, fired, {}, now);
+
+        FluxEvent recovered = ahead;
+        recovered.severity = "info";
+        recovered.reason = "ReconciliationSucceeded";
+        recovered.resolveOnly = true;
+        const TimePoint later = now + std::chrono::seconds(30);
+        const auto resolved = nlohmann::json::parse(
+            std::get<HttpRequest>(buildRequest(*provider, std::vector{makeDelivery(recovered, 2)}, state, later)).body);
+        CHECK(resolved[0]["startsAt"] == formatRfc3339(now));
+        CHECK(resolved[0]["endsAt"] == formatRfc3339Nano(later));
+    }
+    SUBCASE("resolve target: an alert stored with a future start is resolved starting now") {
+        TargetConfig target = alertmanagerTarget();
+        target.resolve = true;
+        const auto provider = makeProvider(target);
+        nlohmann::json stored = fluxAlert(makeFluxEvent(ahead));  // as fired before the rule existed
+        const auto keys = provider->stateKeys({});
+        const ProviderState state{
+            {keys[0],
+             nlohmann::json{
+                 {ahead.involvedObject.path(),
+                  {{"seenAt", std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count()},
+                   {"alerts", nlohmann::json::array({stored})}}}}
+                 .dump()}};
+        FluxEvent recovered = ahead;
+        recovered.severity = "info";
+        recovered.resolveOnly = true;
+        const auto resolved = nlohmann::json::parse(
+            std::get<HttpRequest>(buildRequest(*provider, std::vector{makeDelivery(recovered, 2)}, state, now)).body);
+        CHECK(resolved[0]["startsAt"] == formatRfc3339(now));
+        CHECK(resolved[0]["endsAt"] == formatRfc3339Nano(now));
+    }
+}
+
+}  // namespace fluxrelay
