@@ -460,9 +460,49 @@ fs::path createFolder(const fs::path& folder) {
     return folder / kDatabaseFile;
 }
 
-// A database ready for the writer: created if missing, migrated, statements prepared.
+std::string damagedFile(const fs::path& file, const std::string& problem);
+
+// The spool's database, opened; a file SQLite cannot read as a database at all (a scribbled
+// header) is reported as damaged, like one with a damaged page.
+Database openSpool(const fs::path& folder, SyncMode sync) {
+    const fs::path file = createFolder(folder);
+    try {
+        return Database(file, sync);
+    } catch (const SqliteError& error) {
+        const int primary = error.code() & 0xff;
+        if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+            throw std::runtime_error(damagedFile(file, error.what()));
+        throw;
+    }
+}
+
+// What a damaged spool file is told to the operator: it is left exactly as it is (never
+// repaired or recreated), so that what it holds can still be recovered.
+std::string damagedFile(const fs::path& file, const std::string& problem) {
+    return "the spool file " + file.string() + " is damaged (" + problem +
+           "); it is left untouched: restore it from a backup, or move it (and its -wal file) away to start with "
+           "an empty spool";
+}
+
+// Every page read once at start, so a damaged file is refused before anything is accepted into
+// it, rather than found by the first write that touches the page. quick_check skips
+// integrity_check's index cross-checks: a few milliseconds per thousand queued deliveries.
+void refuseIfDamaged(Database& db, const fs::path& file) {
+    Statement check(db.get(), "PRAGMA quick_check(3)");
+    Query query(check);
+    std::string problems;
+    while (query.step()) {
+        const std::string line = query.text(0);
+        if (line == "ok") return;
+        problems += (problems.empty() ? "" : "; ") + line;
+    }
+    throw std::runtime_error(damagedFile(file, problems));
+}
+
+// A database ready for the writer: created if missing, checked, migrated, statements prepared.
 struct Connection {
-    Connection(const fs::path& folder, SyncMode sync) : db(createFolder(folder), sync) {
+    Connection(const fs::path& folder, SyncMode sync) : db(openSpool(folder, sync)) {
+        refuseIfDamaged(db, folder / kDatabaseFile);
         migrate(db);
         statements.emplace(db.get());
     }

@@ -682,3 +682,73 @@ TEST_CASE("an unreadable event record becomes a dead letter instead of blocking 
 }
 
 }  // namespace fluxrelay
+
+namespace fluxrelay {
+namespace {
+
+// The spool file's bytes, to damage and to compare.
+std::string fileBytes(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void writeBytes(const fs::path& file, const std::string& bytes) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A spool of 200 queued deliveries, closed, with its log checkpointed into the file.
+fs::path filledSpool(const fs::path& folder) {
+    {
+        auto storage = makeSqliteStorage(configAt(folder));
+        for (int i = 0; i < 200; ++i) REQUIRE(accept(*storage, request("e" + std::to_string(i))).stored);
+    }
+    RawDatabase(folder / "fluxrelay.db").text("PRAGMA wal_checkpoint(TRUNCATE)");
+    return folder / "fluxrelay.db";
+}
+
+// Starting on `file` fails with a message that names it as damaged; the file is left as it was.
+void refusedAtStart(const fs::path& folder, const fs::path& file) {
+    const std::string before = fileBytes(file);
+    try {
+        makeSqliteStorage(configAt(folder));
+        FAIL("a damaged spool was opened");
+    } catch (const std::exception& error) {
+        const std::string message = error.what();
+        CAPTURE(message);
+        CHECK(message.find("the spool file " + file.string() + " is damaged") != std::string::npos);
+        CHECK(message.find("left untouched") != std::string::npos);
+    }
+    CHECK(fileBytes(file) == before);
+}
+
+}  // namespace
+
+TEST_CASE("a spool whose file is damaged is refused at start and never recreated") {
+    TempDir dir;
+    const fs::path file = filledSpool(dir.path());
+    const std::string intact = fileBytes(file);
+    const auto pageSize = static_cast<std::size_t>(RawDatabase(file).number("PRAGMA page_size"));
+    const auto queueRoot =
+        static_cast<std::size_t>(RawDatabase(file).number("SELECT rootpage FROM sqlite_master WHERE name = 'queue'"));
+    REQUIRE(intact.size() > queueRoot * pageSize);
+
+    SUBCASE("a scribbled page of the queue") {
+        std::string damaged = intact;
+        std::fill_n(damaged.begin() + static_cast<std::ptrdiff_t>((queueRoot - 1) * pageSize), pageSize, '\x5a');
+        writeBytes(file, damaged);
+        refusedAtStart(dir.path(), file);
+    }
+    SUBCASE("a scribbled header") {
+        std::string damaged = intact;
+        std::fill_n(damaged.begin(), 100, '\x5a');
+        writeBytes(file, damaged);
+        refusedAtStart(dir.path(), file);
+    }
+    SUBCASE("a truncated file") {
+        writeBytes(file, intact.substr(0, intact.size() / 2));
+        refusedAtStart(dir.path(), file);
+    }
+}
+
+}  // namespace fluxrelay
