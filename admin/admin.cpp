@@ -113,6 +113,7 @@ boost::asio::awaitable<void> Admin::refreshQueueGauges() {
         telemetry_.metrics().setQueue(target.name, it == counts.end() ? 0 : it->waiting,
                                       it == counts.end() ? 0 : it->dead);
     }
+    telemetry_.metrics().setStorageRepairs(storage_.repairs());
 }
 
 HttpServerResponse Admin::targets() const {

@@ -158,6 +158,11 @@ void Metrics::setConfigReload(bool successful, TimePoint at) {
     }
 }
 
+void Metrics::setStorageRepairs(std::map<std::string, std::uint64_t> repairs) {
+    std::lock_guard lock(mutex_);
+    storageRepairs_ = std::move(repairs);
+}
+
 std::string Metrics::render() const {
     std::ostringstream out;
     {
@@ -209,6 +214,11 @@ std::string Metrics::render() const {
         header(out, "fluxrelay_dead_letters", "gauge", "Dead letters held per target.");
         for (const auto& [target, counts] : queues_) {
             out << "fluxrelay_dead_letters{target=\"" << escapeLabelValue(target) << "\"} " << counts.second << '\n';
+        }
+        header(out, "fluxrelay_storage_repairs_total", "counter",
+               "Repairs the spool made to itself since start, by kind (consumer_group: Redis lost its data).");
+        for (const auto& [kind, value] : storageRepairs_) {
+            out << "fluxrelay_storage_repairs_total{kind=\"" << escapeLabelValue(kind) << "\"} " << value << '\n';
         }
         header(out, "fluxrelay_config_last_reload_successful", "gauge",
                "Whether the last configuration load succeeded (1) or was rejected (0).");

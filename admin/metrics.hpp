@@ -24,6 +24,8 @@ public:
     // Per target: deliveries waiting (queued or in flight) and dead letters held.
     void setQueue(std::string_view target, std::uint64_t depth, std::uint64_t deadLetters);
     void setConfigReload(bool successful, TimePoint at);
+    // The spool's repairs since start, by kind (Storage::repairs).
+    void setStorageRepairs(std::map<std::string, std::uint64_t> repairs);
 
     // Prometheus text exposition format 0.0.4, including process_* metrics of this process.
     std::string render() const;
@@ -48,6 +50,7 @@ private:
     std::map<std::string, double, std::less<>> batches_;
     std::map<std::string, Histogram, std::less<>> durations_;
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>, std::less<>> queues_;  // depth, dead
+    std::map<std::string, std::uint64_t> storageRepairs_;
     bool reloadSuccessful_ = true;
     TimePoint lastSuccessfulReload_ = Clock::now();
 };

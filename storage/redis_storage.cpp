@@ -361,6 +361,10 @@ public:
 
     bool healthy() const override { return healthy_.load(); }
 
+    std::map<std::string, std::uint64_t> repairs() const override {
+        return {{"consumer_group", groupsRecreated_.load()}};
+    }
+
 private:
     // The accept sequence's steps over what the accept's WATCH read: reads come from `values`,
     // writes become commands of its MULTI.
@@ -625,6 +629,14 @@ private:
             {"XGROUP", "CREATE", key("q", target), kGroup, "0", "MKSTREAM"}};
         const auto replies = co_await connection.pipeline(std::move(createGroup));
         if (replies[0].isError() && !replies[0].text.starts_with("BUSYGROUP")) check(replies[0]);
+        const bool seenBefore = !groupsSeen_.insert(target).second;
+        if (!replies[0].isError() && seenBefore) {
+            groupsRecreated_.fetch_add(1);
+            spdlog::warn(
+                "storage: the consumer group of target {} was gone (Redis restarted without its data, or was "
+                "flushed) and is created again; what Redis lost is lost",
+                target);
+        }
         groups_.insert(target);
     }
 
@@ -1103,7 +1115,9 @@ private:
     // Accepts waiting for the transaction connection (io_ thread only), taken a batch at a time.
     std::deque<PendingAccept> accepts_;
     bool accepting_ = false;
-    std::set<std::string> groups_;  // targets whose consumer group is known to exist
+    std::set<std::string> groups_;      // targets whose consumer group is known to exist
+    std::set<std::string> groupsSeen_;  // targets whose consumer group existed at some time
+    std::atomic<std::uint64_t> groupsRecreated_{0};
     std::unordered_map<std::uint64_t, Lease> leased_;
     std::vector<Settlement> unsettled_;
     std::map<std::string, std::string> autoclaimCursor_;  // per target: where XAUTOCLAIM goes on

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,8 +14,8 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
 
-#include "core/duration.hpp"
 #include "core/dedup_gate.hpp"
+#include "core/duration.hpp"
 #include "storage/delivery.hpp"
 
 namespace fluxrelay {
@@ -112,6 +113,10 @@ public:
     virtual void onWork(std::function<void(const std::string& target)> listener) = 0;
 
     virtual bool healthy() const = 0;
+
+    // How often, since start, the spool repaired something it found broken, by kind (for the
+    // metrics): "consumer_group" when a Redis that lost its data had to be given its groups again.
+    virtual std::map<std::string, std::uint64_t> repairs() const { return {}; }
 };
 
 struct StorageConfig;

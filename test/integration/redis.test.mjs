@@ -1,7 +1,10 @@
 // Several replicas on one Redis (storage.redis): two real fluxrelay processes, one real
 // redis-server and a real Alertmanager behave as one relay — shared dedup, shared GitHub delivery
-// ids, a killed replica's work finished by the other, and Redis going away and coming back.
+// ids, a killed replica's work finished by the other, and Redis going away and coming back (with
+// its data, or without it).
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -160,6 +163,28 @@ describe('two replicas on one Redis', () => {
       acknowledged.push(name);
     }
     await waitFor(() => allAlerted(am, acknowledged), { timeoutMs: RECOVERY_TIMEOUT_MS, intervalMs: 500, what: 'every acknowledged event in Alertmanager' });
+  });
+
+  it('Redis restarted without its data: the replicas create their consumer groups again, log and count it', async () => {
+    await redis.kill();
+    for (const entry of await fs.readdir(redis.dir)) await fs.rm(path.join(redis.dir, entry), { recursive: true, force: true });
+    await redis.start();
+    assert.deepEqual(redis.cli('DBSIZE'), ['0'], 'the restarted Redis holds nothing');
+    await waitFor(async () => (await readyStatus(a)) === 200 && (await readyStatus(b)) === 200, { what: '/readyz 200 on both replicas' });
+
+    const acknowledged = [];
+    for (let i = 0; i < 10; i += 1) {
+      const name = `no-data-${i}-${uniqueSuffix()}`;
+      const response = await postEvent(i % 2 ? a : b, '/flux/events', objectEvent(name));
+      assert.equal(response.status, 202, response.text);
+      acknowledged.push(name);
+    }
+    await waitFor(() => allAlerted(am, acknowledged), { timeoutMs: RECOVERY_TIMEOUT_MS, intervalMs: 500, what: 'every event after the loss in Alertmanager' });
+    const repairs = async () =>
+      (await counter(a, 'fluxrelay_storage_repairs_total', { kind: 'consumer_group' })) +
+      (await counter(b, 'fluxrelay_storage_repairs_total', { kind: 'consumer_group' }));
+    await waitFor(async () => (await repairs()) >= 1, { what: 'the recreated consumer group counted' });
+    assert.ok(`${a.log()}${b.log()}`.includes('is created again'), 'the recreation is logged');
   });
 
   it('a replica killed with -9 in the middle of a burst: the survivor delivers every acknowledged event', async (t) => {
