@@ -66,6 +66,18 @@ async function counter(relay, name, labels = {}) {
   return sum;
 }
 
+// Ten events about new objects, posted to the replicas in turn, each answered 202; their names.
+async function postToBoth(a, b, prefix) {
+  const names = [];
+  for (let i = 0; i < 10; i += 1) {
+    const name = `${prefix}-${i}-${uniqueSuffix()}`;
+    const response = await postEvent(i % 2 ? a : b, '/flux/events', objectEvent(name));
+    assert.equal(response.status, 202, response.text);
+    names.push(name);
+  }
+  return names;
+}
+
 async function readyStatus(relay) {
   try {
     return (await fetch(`${relay.adminUrl}/readyz`, { signal: AbortSignal.timeout(5_000) })).status;
@@ -142,13 +154,7 @@ describe('two replicas on one Redis', () => {
   });
 
   it('Redis down: 503 and /readyz failing; back: recovery without a restart, nothing acknowledged lost', async () => {
-    const acknowledged = [];
-    for (let i = 0; i < 10; i += 1) {
-      const name = `outage-before-${i}-${uniqueSuffix()}`;
-      const response = await postEvent(i % 2 ? a : b, '/flux/events', objectEvent(name));
-      assert.equal(response.status, 202, response.text);
-      acknowledged.push(name);
-    }
+    const acknowledged = await postToBoth(a, b, 'outage-before');
     await redis.kill();
     await waitFor(async () => (await readyStatus(a)) === 503 && (await readyStatus(b)) === 503, { what: '/readyz 503 on both replicas' });
     const refused = await postEvent(a, '/flux/events', objectEvent(`outage-during-${uniqueSuffix()}`));
@@ -156,12 +162,7 @@ describe('two replicas on one Redis', () => {
 
     await redis.start();
     await waitFor(async () => (await readyStatus(a)) === 200 && (await readyStatus(b)) === 200, { what: '/readyz 200 on both replicas' });
-    for (let i = 0; i < 10; i += 1) {
-      const name = `outage-after-${i}-${uniqueSuffix()}`;
-      const response = await postEvent(i % 2 ? a : b, '/flux/events', objectEvent(name));
-      assert.equal(response.status, 202, response.text);
-      acknowledged.push(name);
-    }
+    acknowledged.push(...(await postToBoth(a, b, 'outage-after')));
     await waitFor(() => allAlerted(am, acknowledged), { timeoutMs: RECOVERY_TIMEOUT_MS, intervalMs: 500, what: 'every acknowledged event in Alertmanager' });
   });
 
@@ -172,13 +173,7 @@ describe('two replicas on one Redis', () => {
     assert.deepEqual(redis.cli('DBSIZE'), ['0'], 'the restarted Redis holds nothing');
     await waitFor(async () => (await readyStatus(a)) === 200 && (await readyStatus(b)) === 200, { what: '/readyz 200 on both replicas' });
 
-    const acknowledged = [];
-    for (let i = 0; i < 10; i += 1) {
-      const name = `no-data-${i}-${uniqueSuffix()}`;
-      const response = await postEvent(i % 2 ? a : b, '/flux/events', objectEvent(name));
-      assert.equal(response.status, 202, response.text);
-      acknowledged.push(name);
-    }
+    const acknowledged = await postToBoth(a, b, 'no-data');
     await waitFor(() => allAlerted(am, acknowledged), { timeoutMs: RECOVERY_TIMEOUT_MS, intervalMs: 500, what: 'every event after the loss in Alertmanager' });
     const repairs = async () =>
       (await counter(a, 'fluxrelay_storage_repairs_total', { kind: 'consumer_group' })) +
