@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include <re2/re2.h>
+
 #include "config/loader.hpp"
 #include "fuzz/check.hpp"
 
