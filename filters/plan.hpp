@@ -7,8 +7,8 @@
 
 #include "config/config.hpp"
 #include "core/event.hpp"
-#include "filters/dedup.hpp"
 #include "core/verdict.hpp"
+#include "filters/dedup.hpp"
 
 namespace fluxrelay {
 
