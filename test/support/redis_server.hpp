@@ -63,6 +63,10 @@ public:
                                          "127.0.0.1", "--dir",        dir_.path().string(),       "--save",
                                          "",          "--appendonly", appendOnly_ ? "yes" : "no", "--daemonize",
                                          "no",        "--logfile",    dir_.file("redis.log")};
+        // With everysec, Redis postpones the AOF write while the last fsync still runs (a busy disk) and
+        // replies anyway; a SIGKILL then loses acknowledged writes. Tests that kill Redis and expect
+        // every acknowledged write back need the write before the reply, which only always guarantees.
+        if (appendOnly_) args.insert(args.end(), {"--appendfsync", "always"});
         std::vector<char*> argv;
         for (auto& arg : args) argv.push_back(arg.data());
         argv.push_back(nullptr);
