@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cctype>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -154,10 +155,7 @@ void explainAttempt(const TargetConfig& target, const Delivery& delivery, TimePo
     }
     out.stateRead = readState != nullptr;
     const AttemptPlan plan = provider->plan(batch, state, now);
-    if (plan.decided) {
-        out.failure = decidedText(*plan.decided);
-        return;
-    }
+    if (plan.decided) out.failure = decidedText(*plan.decided);
     for (const HttpRequest& request : plan.requests) out.requests.push_back(show("delivery", request, secrets));
     for (const auto& [key, value] : plan.writes) {
         out.writes.push_back({key, value ? withoutSecrets(*value, secrets) : std::optional<std::string>()});
@@ -400,8 +398,9 @@ std::variant<Explanation, ExplainError> explain(const Config& config, std::strin
                                       .type = std::string(toString(target->type)),
                                       .rule = targetPlan.decision};
                 if (targetPlan.decision.passed()) {
-                    // As storage hands it to the dispatcher: the route's event, a first attempt.
-                    const Delivery delivery{.id = 0,
+                    // As storage hands it to the dispatcher: the route's event, a first attempt,
+                    // accepted after every delivery the spool holds (providers order by id).
+                    const Delivery delivery{.id = std::numeric_limits<std::uint64_t>::max(),
                                             .route = plan.route,
                                             .target = targetPlan.target,
                                             .event = plan.event,

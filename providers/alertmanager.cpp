@@ -65,16 +65,22 @@ public:
             return {.requests = {post(alerts)}, .decided = {}, .writes = {}};
         }
         Replay replay = replayBatch(batch, state, now);
-        if (replay.alerts.empty()) return AttemptPlan::decide(Outcome::delivered("nothing firing to resolve"));
-        return {.requests = {post(replay.alerts)}, .decided = {}, .writes = stored(replay.firing)};
+        if (replay.alerts.empty()) {
+            AttemptPlan plan = AttemptPlan::decide(Outcome::delivered(
+                replay.superseded ? "superseded: a later event of the same object was delivered first"
+                                  : "nothing firing to resolve"));
+            if (replay.changed) plan.writes = stored(replay.objects);
+            return plan;
+        }
+        return {.requests = {post(replay.alerts)}, .decided = {}, .writes = stored(replay.objects)};
     }
 
     // Every alert still firing, valid for another three intervals: Alertmanager keeps it active
     // as long as the relay keeps re-sending it, and ends it by itself if the relay is gone.
     std::vector<HttpRequest> refreshRequests(const ProviderState& state, TimePoint now) const override {
         nlohmann::json alerts = nlohmann::json::array();
-        const nlohmann::json firing = firingSets(state, now);
-        for (const auto& entry : firing) {
+        const nlohmann::json objects = objectStates(state, now);
+        for (const auto& entry : objects) {
             for (nlohmann::json alert : entry["alerts"]) {
                 startNoLaterThan(alert, now);
                 alert["endsAt"] = formatRfc3339Nano(now + firingValidity());
@@ -92,13 +98,18 @@ public:
 
 private:
     struct Replay {
-        nlohmann::json alerts = nlohmann::json::array();   // what to post, in order
-        nlohmann::json firing = nlohmann::json::object();  // per object: {seenAt, alerts} still firing
+        nlohmann::json alerts = nlohmann::json::array();  // what to post, in order
+        // Per object: {seenAt, applied, alerts}: the alerts still firing (none once it recovered)
+        // and the delivery id of the last event of the object that was applied.
+        nlohmann::json objects = nlohmann::json::object();
+        bool changed = false;     // objects differs from the state read
+        bool superseded = false;  // some delivery was older than what its object had applied
     };
 
-    // An object's alerts stop being re-sent this long after its last failure reached the target:
-    // a deleted object sends no recovery, and its alert must end some day.
-    static constexpr Duration kFiringMemory = std::chrono::hours(24);
+    // An object is remembered this long after its last event reached the target: long enough for
+    // any retry of an older event to find it superseded, and a deleted object, which sends no
+    // recovery, has its alerts end some day.
+    static constexpr Duration kObjectMemory = std::chrono::hours(24);
 
     static std::string firingKey(const TargetConfig& target) { return "alertmanager-firing:" + target.name; }
 
@@ -140,61 +151,68 @@ private:
         alert["startsAt"] = formatRfc3339(now);
     }
 
-    // The stored firing sets, minus objects whose last failure is older than kFiringMemory.
-    nlohmann::json firingSets(const ProviderState& state, TimePoint now) const {
-        nlohmann::json firing = nlohmann::json::object();
+    // The stored objects, minus those whose last event is older than kObjectMemory.
+    nlohmann::json objectStates(const ProviderState& state, TimePoint now) const {
+        nlohmann::json objects = nlohmann::json::object();
         if (const auto it = state.find(firingKey(target_)); it != state.end() && it->second) {
-            firing = nlohmann::json::parse(*it->second, nullptr, false);
-            if (!firing.is_object()) firing = nlohmann::json::object();
+            objects = nlohmann::json::parse(*it->second, nullptr, false);
+            if (!objects.is_object()) objects = nlohmann::json::object();
         }
         const auto cutoff =
-            std::chrono::duration_cast<std::chrono::milliseconds>((now - kFiringMemory).time_since_epoch()).count();
-        for (auto it = firing.begin(); it != firing.end();) {
+            std::chrono::duration_cast<std::chrono::milliseconds>((now - kObjectMemory).time_since_epoch()).count();
+        for (auto it = objects.begin(); it != objects.end();) {
             const auto& seenAt = (*it)["seenAt"];
             const bool fresh =
                 seenAt.is_number_integer() && seenAt.get<std::int64_t>() >= cutoff && (*it)["alerts"].is_array();
-            it = fresh ? std::next(it) : firing.erase(it);
+            it = fresh ? std::next(it) : objects.erase(it);
         }
-        return firing;
+        return objects;
     }
 
-    ProviderState stored(const nlohmann::json& firing) const {
-        return {{firingKey(target_), firing.empty() ? std::nullopt : std::optional(firing.dump())}};
+    ProviderState stored(const nlohmann::json& objects) const {
+        return {{firingKey(target_), objects.empty() ? std::nullopt : std::optional(objects.dump())}};
     }
 
-    // Plays the batch over the stored firing sets: errors fire (and are remembered, one per label
-    // set), other events end everything their object has firing. Pure, so the request and the
-    // state written after it always agree.
+    // Plays the batch over the stored objects: errors fire (and are remembered, one per label set),
+    // other events end everything their object has firing. Deliveries are applied in the order they
+    // were accepted, whichever worker or replica sends them: one older than the last applied event
+    // of its object is skipped, so a retried failure never re-fires an object that recovered since.
+    // Pure, so the request and the state written after it always agree.
     Replay replayBatch(std::span<const Delivery> batch, const ProviderState& state, TimePoint now) const {
-        Replay replay{.alerts = nlohmann::json::array(), .firing = firingSets(state, now)};
+        Replay replay{.alerts = nlohmann::json::array(), .objects = objectStates(state, now)};
         const auto nowMillis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
         for (const Delivery& delivery : batch) {
             const FluxEvent& flux = *delivery.event->flux();
             const std::string object = flux.involvedObject.path();
-            if (flux.severity == "error") {
-                nlohmann::json alert = alertFor(*delivery.event, now);
-                nlohmann::json kept = nlohmann::json::array();
-                if (replay.firing.contains(object)) {
-                    for (auto& known : replay.firing[object]["alerts"]) {
-                        if (known["labels"] != alert["labels"]) kept.push_back(std::move(known));
-                    }
-                }
-                kept.push_back(alert);
-                replay.firing[object] = {{"seenAt", nowMillis}, {"alerts", std::move(kept)}};
-                alert["endsAt"] = formatRfc3339Nano(now + firingValidity());
-                replay.alerts.push_back(std::move(alert));
+            nlohmann::json known = replay.objects.contains(object)
+                                       ? std::move(replay.objects[object])
+                                       : nlohmann::json{{"alerts", nlohmann::json::array()}};
+            if (const auto& applied = known["applied"];
+                applied.is_number_unsigned() && applied.get<std::uint64_t>() >= delivery.id) {
+                replay.objects[object] = std::move(known);
+                replay.superseded = true;
                 continue;
             }
-            if (replay.firing.contains(object)) {
-                for (nlohmann::json alert : replay.firing[object]["alerts"]) {
+            nlohmann::json firing = nlohmann::json::array();
+            if (flux.severity == "error") {
+                nlohmann::json alert = alertFor(*delivery.event, now);
+                for (auto& alertFiring : known["alerts"]) {
+                    if (alertFiring["labels"] != alert["labels"]) firing.push_back(std::move(alertFiring));
+                }
+                firing.push_back(alert);
+                alert["endsAt"] = formatRfc3339Nano(now + firingValidity());
+                replay.alerts.push_back(std::move(alert));
+            } else {
+                for (nlohmann::json alert : known["alerts"]) {
                     startNoLaterThan(alert, now);
                     alert["status"] = "resolved";
                     alert["endsAt"] = formatRfc3339Nano(now);
                     replay.alerts.push_back(std::move(alert));
                 }
-                replay.firing.erase(object);
+                if (!flux.resolveOnly) replay.alerts.push_back(alertFor(*delivery.event, now));
             }
-            if (!flux.resolveOnly) replay.alerts.push_back(alertFor(*delivery.event, now));
+            replay.objects[object] = {{"seenAt", nowMillis}, {"applied", delivery.id}, {"alerts", std::move(firing)}};
+            replay.changed = true;
         }
         return replay;
     }

@@ -1,6 +1,7 @@
 // Dispatcher: claim due deliveries, build one request per batch, send, settle the outcome.
 #include "providers/dispatcher.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <random>
@@ -115,9 +116,16 @@ private:
                 co_await sleepUntil(breaker_.openUntil());
                 continue;
             }
+            std::optional<HeldLeases> leases = co_await leaseState(provider_->stateKeys(claim.deliveries));
+            if (!leases) {
+                co_await asyncSettle(storage_, untouched(claim.deliveries), asio::use_awaitable);
+                co_await pause(kLeaseUnavailablePause);
+                continue;
+            }
             ++inFlight_;
             const Outcome outcome = co_await attempt(connection, claim.deliveries);
             --inFlight_;
+            co_await releaseState(std::move(*leases));
             const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
             record(outcome);
             auto settled = settlements(claim.deliveries, outcome);
@@ -154,8 +162,8 @@ private:
             state[key] = co_await asyncGetValue(storage_, key, asio::use_awaitable);
         }
         const AttemptPlan plan = provider_->plan(batch, state, Clock::now());
-        if (plan.decided) co_return *plan.decided;
-        Outcome outcome = Outcome::delivered();
+        Outcome outcome = plan.decided.value_or(Outcome::delivered());
+        if (outcome.kind != OutcomeKind::delivered) co_return outcome;
         for (const HttpRequest& request : plan.requests) {
             const HttpResult result = co_await connection.send(request, target_.timeout);
             if (!result.response) co_return Outcome::retry(result.error);
@@ -172,6 +180,53 @@ private:
         co_return outcome;
     }
 
+    // A provider's state is read, planned on, sent and written as one step across every worker and
+    // replica: each of its keys' leases is held for the whole attempt. Taken in key order, so two
+    // attempts never wait on each other; nullopt when the spool cannot lease now, or another holder
+    // kept a key past the time its own attempt may take.
+    using HeldLeases = std::vector<std::pair<std::string, std::string>>;  // key, token
+
+    asio::awaitable<std::optional<HeldLeases>> leaseState(std::vector<std::string> keys) {
+        std::sort(keys.begin(), keys.end());
+        keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+        HeldLeases held;
+        const TimePoint giveUpAt = Clock::now() + leaseTtl();
+        for (std::string& key : keys) {
+            Duration wait = std::chrono::milliseconds(10);
+            for (;;) {
+                std::optional<std::string> token =
+                    co_await asyncTryLease(storage_, key, leaseTtl(), asio::use_awaitable);
+                if (token) {
+                    held.emplace_back(std::move(key), std::move(*token));
+                    break;
+                }
+                if (stopping_ || !storage_.healthy() || Clock::now() >= giveUpAt) {
+                    co_await releaseState(std::move(held));
+                    co_return std::nullopt;
+                }
+                co_await pause(wait);
+                wait = std::min<Duration>(2 * wait, std::chrono::milliseconds(200));
+            }
+        }
+        co_return held;
+    }
+
+    asio::awaitable<void> releaseState(HeldLeases held) {
+        for (auto& [key, token] : held) {
+            co_await asyncReleaseLease(storage_, std::move(key), std::move(token), asio::use_awaitable);
+        }
+    }
+
+    // Longer than an attempt can take (a credentials exchange and a request, each within the
+    // target's timeout): a replica that dies holding a lease blocks the others no longer than this.
+    Duration leaseTtl() const { return 3 * target_.timeout + std::chrono::seconds(5); }
+
+    // A wait no poke cuts short: pokes are for workers looking for work.
+    asio::awaitable<void> pause(Duration duration) {
+        asio::steady_timer timer(strand_, duration);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+
     // Runs on files_, so the read blocks no io thread.
     static asio::awaitable<FileContent> readFile(std::string path) { co_return readWholeFile(path); }
 
@@ -180,10 +235,23 @@ private:
     asio::awaitable<void> refresh(HttpConnection& connection) {
         const Refresh& refresh = *provider_->refresh();
         nextRefresh_ = Clock::now() + refresh.interval;
+        // Leased like an attempt: a re-send read before another replica's resolution and sent
+        // after it would fire the resolved alert again.
+        std::optional<HeldLeases> leases = co_await leaseState(refresh.stateKeys);
+        if (!leases) {
+            spdlog::warn("target {}: firing alerts not re-sent: their state cannot be leased now; next round in {}",
+                         target_.name, formatDuration(refresh.interval));
+            co_return;
+        }
         ProviderState state;
         for (const auto& key : refresh.stateKeys) {
             state[key] = co_await asyncGetValue(storage_, key, asio::use_awaitable);
         }
+        co_await sendRefresh(connection, refresh, state);
+        co_await releaseState(std::move(*leases));
+    }
+
+    asio::awaitable<void> sendRefresh(HttpConnection& connection, const Refresh& refresh, const ProviderState& state) {
         for (const HttpRequest& request : provider_->refreshRequests(state, Clock::now())) {
             const HttpResult result = co_await connection.send(request, target_.timeout);
             const Outcome outcome =
@@ -353,6 +421,7 @@ private:
         timer->cancel();
     }
 
+    static constexpr Duration kLeaseUnavailablePause = std::chrono::seconds(1);
     // Remembered states outlive any retry schedule but not forever.
     static constexpr Duration kProviderStateTtl = std::chrono::hours(24 * 30);
 

@@ -76,7 +76,8 @@ struct AttemptPlan {
     // Set when nothing is sent: the outcome decided without a request (a permanent failure, a
     // retry, or delivered because the target already has this state).
     std::optional<Outcome> decided;
-    // Written after every request was delivered.
+    // Written after every request was delivered, or at once when the plan decided "delivered"
+    // (e.g. an alert that was not firing still records that its object recovered).
     ProviderState writes;
 
     static AttemptPlan decide(Outcome outcome) { return {.requests = {}, .decided = std::move(outcome), .writes = {}}; }

@@ -148,6 +148,13 @@ end
 return renewed
 )lua";
 
+// Deletes a lease only while the token that took it still holds it: one that expired and was
+// taken by another replica is theirs. KEYS: lease. ARGV: token.
+constexpr const char* kReleaseLeaseScript = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua";
+
 // Removes up to 500 dead letters that died before ARGV[1] (µs). KEYS: deadage. ARGV: cutoff, prefix.
 constexpr const char* kPruneScript = R"lua(
 local prefix = ARGV[2]
@@ -344,6 +351,22 @@ public:
         asio::co_spawn(io_, doEraseValue(std::move(key)),
                        [handler = std::move(handler)](std::exception_ptr error) mutable {
                            if (error) spdlog::warn("storage: a value was not erased: {}", describe(error));
+                           complete(std::move(handler));
+                       });
+    }
+
+    void tryLease(std::string name, Duration ttl,
+                  asio::any_completion_handler<void(std::optional<std::string>)> handler) override {
+        spawn<std::optional<std::string>>(
+            std::move(handler), [this, name = std::move(name), ttl] { return doTryLease(name, ttl); },
+            [](const std::string&) { return std::optional<std::string>(); });
+    }
+
+    void releaseLease(std::string name, std::string token, asio::any_completion_handler<void()> handler) override {
+        asio::co_spawn(io_, doReleaseLease(std::move(name), std::move(token)),
+                       [handler = std::move(handler)](std::exception_ptr error) mutable {
+                           // Not released: it expires by itself after its ttl.
+                           if (error) spdlog::warn("storage: a lease was not released: {}", describe(error));
                            complete(std::move(handler));
                        });
     }
@@ -883,6 +906,19 @@ private:
         co_await connection(cmd_)->command(std::move(erase));
     }
 
+    asio::awaitable<std::optional<std::string>> doTryLease(std::string name, Duration ttl) {
+        std::string token = consumer_ + ":" + std::to_string(leasesTaken_.fetch_add(1) + 1);
+        std::vector<std::string> take{"SET", key("lease", name), token, "NX", "PX", millis(ttl)};
+        const auto reply = co_await connection(cmd_)->command(std::move(take));
+        check(reply);
+        co_return reply.isNil() ? std::nullopt : std::optional(std::move(token));
+    }
+
+    asio::awaitable<void> doReleaseLease(std::string name, std::string token) {
+        std::vector<std::string> release{"EVAL", kReleaseLeaseScript, "1", key("lease", name), std::move(token)};
+        check(co_await connection(cmd_)->command(std::move(release)));
+    }
+
     asio::awaitable<std::vector<TargetCounts>> doCounts() {
         auto cmd = connection(cmd_);
         std::vector<std::string> members{"SMEMBERS", key("targets")};
@@ -1118,6 +1154,7 @@ private:
     std::set<std::string> groups_;      // targets whose consumer group is known to exist
     std::set<std::string> groupsSeen_;  // targets whose consumer group existed at some time
     std::atomic<std::uint64_t> groupsRecreated_{0};
+    std::atomic<std::uint64_t> leasesTaken_{0};
     std::unordered_map<std::uint64_t, Lease> leased_;
     std::vector<Settlement> unsettled_;
     std::map<std::string, std::string> autoclaimCursor_;  // per target: where XAUTOCLAIM goes on

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -101,6 +102,15 @@ public:
                           boost::asio::any_completion_handler<void(bool stored)> handler) = 0;
     virtual void eraseValue(std::string key, boost::asio::any_completion_handler<void()> handler) = 0;
 
+    // A lease serialises a read-modify-write of values above across workers and replicas. Completes
+    // with a token once the caller holds `name` for at most `ttl`; nullopt when someone else holds
+    // it or the spool is unavailable. The default keeps leases in this process: enough for a spool
+    // no other process uses.
+    virtual void tryLease(std::string name, Duration ttl,
+                          boost::asio::any_completion_handler<void(std::optional<std::string> token)> handler);
+    // Gives the lease back, if `token` still holds it.
+    virtual void releaseLease(std::string name, std::string token, boost::asio::any_completion_handler<void()> handler);
+
     // Per target: deliveries waiting (queued or in flight) and dead letters held.
     struct TargetCounts {
         std::string target;
@@ -117,6 +127,15 @@ public:
     // How often, since start, the spool repaired something it found broken, by kind (for the
     // metrics): "consumer_group" when a Redis that lost its data had to be given its groups again.
     virtual std::map<std::string, std::uint64_t> repairs() const { return {}; }
+
+private:
+    struct HeldLease {
+        std::string token;
+        TimePoint expiry;
+    };
+    std::mutex leasesMutex_;
+    std::map<std::string, HeldLease> leases_;
+    std::uint64_t leasesTaken_ = 0;
 };
 
 struct StorageConfig;
@@ -179,6 +198,24 @@ auto asyncEraseValue(Storage& storage, std::string key, Token&& token) {
     return boost::asio::async_initiate<Token, void()>(
         [&storage](auto handler, std::string key) { storage.eraseValue(std::move(key), std::move(handler)); }, token,
         std::move(key));
+}
+
+template <class Token>
+auto asyncTryLease(Storage& storage, std::string name, Duration ttl, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::optional<std::string>)>(
+        [&storage](auto handler, std::string name, Duration ttl) {
+            storage.tryLease(std::move(name), ttl, std::move(handler));
+        },
+        token, std::move(name), ttl);
+}
+
+template <class Token>
+auto asyncReleaseLease(Storage& storage, std::string name, std::string leaseToken, Token&& token) {
+    return boost::asio::async_initiate<Token, void()>(
+        [&storage](auto handler, std::string name, std::string leaseToken) {
+            storage.releaseLease(std::move(name), std::move(leaseToken), std::move(handler));
+        },
+        token, std::move(name), std::move(leaseToken));
 }
 
 template <class Token>

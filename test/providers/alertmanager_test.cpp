@@ -287,14 +287,65 @@ TEST_CASE("resolve: an object's info event ends the alerts it has firing, and th
     CHECK(resolved[0]["labels"] == fired[0]["labels"]);
     CHECK(resolved[0]["endsAt"] == formatRfc3339Nano(now));
     state = stateAfterDelivery(*provider, std::vector{recovery}, state);
-    CHECK_FALSE(state.at(keys[0]).has_value());  // erased: nothing left firing
+    REQUIRE(state.at(keys[0]).has_value());  // the object stays known, with nothing firing
+    CHECK(provider->refreshRequests(state, now).empty());
 
     // Another info event finds nothing to resolve and sends nothing.
-    built = buildRequests(*provider, std::vector{recovery}, state, now);
+    const Delivery again = makeDelivery(recovered, 3);
+    built = buildRequests(*provider, std::vector{again}, state, now);
     REQUIRE(built.size() == 1);
     const auto* outcome = std::get_if<Outcome>(&built[0]);
     REQUIRE(outcome != nullptr);
     CHECK((outcome->kind == OutcomeKind::delivered));
+    CHECK(outcome->detail == "nothing firing to resolve");
+}
+
+TEST_CASE("resolve: whatever order deliveries are sent in, the object's last accepted event decides") {
+    TargetConfig target = alertmanagerTarget();
+    target.resolve = true;
+    const auto provider = makeAlertmanagerProvider(target);
+    const TimePoint now = Clock::now();
+    FluxEvent recovered = kustomizationFailure();
+    recovered.severity = "info";
+    recovered.reason = "ReconciliationSucceeded";
+    recovered.resolveOnly = true;
+    const Delivery failure = makeDelivery(kustomizationFailure(), 7);
+    const Delivery recovery = makeDelivery(recovered, 8);
+    const auto firingAfter = [&](const ProviderState& state) {
+        std::size_t alerts = 0;
+        for (const auto& request : provider->refreshRequests(state, now))
+            alerts += nlohmann::json::parse(request.body).size();
+        return alerts;
+    };
+
+    SUBCASE("in order: fired, then resolved") {
+        ProviderState state = stateAfterDelivery(*provider, std::vector{failure}, {}, now);
+        CHECK(firingAfter(state) == 1);
+        state = stateAfterDelivery(*provider, std::vector{recovery}, state, now);
+        CHECK(firingAfter(state) == 0);
+    }
+    SUBCASE("the recovery first (the failure was retried, or sent by the other replica): it never fires") {
+        ProviderState state = stateAfterDelivery(*provider, std::vector{recovery}, {}, now);
+        const auto built = buildRequests(*provider, std::vector{failure}, state, now);
+        REQUIRE(built.size() == 1);
+        const auto* outcome = std::get_if<Outcome>(&built[0]);
+        REQUIRE(outcome != nullptr);  // nothing sent
+        CHECK((outcome->kind == OutcomeKind::delivered));
+        CHECK(outcome->detail.find("superseded") != std::string::npos);
+        state = stateAfterDelivery(*provider, std::vector{failure}, state, now);
+        CHECK(firingAfter(state) == 0);
+    }
+    SUBCASE("a stale failure in a batch with a newer one of another object: only the newer one is sent") {
+        FluxEvent other = kustomizationFailure();
+        other.involvedObject.name = "other";
+        ProviderState state = stateAfterDelivery(*provider, std::vector{recovery}, {}, now);
+        const std::vector batch{failure, makeDelivery(other, 9)};
+        const auto built = buildRequests(*provider, batch, state, now);
+        REQUIRE(built.size() == 1);
+        const auto alerts = nlohmann::json::parse(std::get<HttpRequest>(built[0]).body);
+        REQUIRE(alerts.size() == 1);
+        CHECK(alerts[0]["labels"]["name"] == "other");
+    }
 }
 
 TEST_CASE("resolve: on a route that takes every severity the info event is also an alert") {

@@ -87,6 +87,14 @@ inline void eraseValue(Storage& storage, std::string key) {
     asyncEraseValue(storage, std::move(key), asio::use_future).get();
 }
 
+inline std::optional<std::string> tryLease(Storage& storage, std::string name, Duration ttl) {
+    return asyncTryLease(storage, std::move(name), ttl, asio::use_future).get();
+}
+
+inline void releaseLease(Storage& storage, std::string name, std::string token) {
+    asyncReleaseLease(storage, std::move(name), std::move(token), asio::use_future).get();
+}
+
 }  // namespace fluxrelay::contract
 
 namespace fluxrelay {
@@ -304,6 +312,35 @@ TEST_CASE_TEMPLATE_DEFINE("values are kept, overwritten, expired and erased", F,
     CHECK_FALSE(getValue(storage, "short").has_value());
 }
 
+TEST_CASE_TEMPLATE_DEFINE("a lease has one holder until released or expired", F, contract_lease) {
+    using namespace contract;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    const auto first = tryLease(storage, "state", std::chrono::minutes(1));
+    REQUIRE(first.has_value());
+    CHECK_FALSE(tryLease(storage, "state", std::chrono::minutes(1)).has_value());
+    CHECK(tryLease(storage, "other", std::chrono::minutes(1)).has_value());  // leases are by name
+
+    releaseLease(storage, "state", *first + "-not-mine");  // only its holder's token releases it
+    CHECK_FALSE(tryLease(storage, "state", std::chrono::minutes(1)).has_value());
+    releaseLease(storage, "state", *first);
+    const auto second = tryLease(storage, "state", std::chrono::milliseconds(1));
+    REQUIRE(second.has_value());
+    CHECK(*second != *first);
+
+    // A holder that never releases (it died) blocks the others only until its lease expires; its
+    // late release then leaves the new holder's lease alone.
+    std::optional<std::string> third;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!(third = tryLease(storage, "state", std::chrono::minutes(1))) &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(third.has_value());
+    releaseLease(storage, "state", *second);
+    CHECK_FALSE(tryLease(storage, "state", std::chrono::minutes(1)).has_value());
+}
+
 TEST_CASE_TEMPLATE_DEFINE("a debounced burst becomes one delivery of the latest event, due after the delay", F,
                           contract_debounce) {
     using namespace contract;
@@ -362,5 +399,6 @@ TEST_CASE_TEMPLATE_DEFINE("each route delivers its own form of the event", F, co
     TEST_CASE_TEMPLATE_INVOKE(contract_redelivery_after_full, Fixture); \
     TEST_CASE_TEMPLATE_INVOKE(contract_concurrent_accepts, Fixture);    \
     TEST_CASE_TEMPLATE_INVOKE(contract_values, Fixture);                \
+    TEST_CASE_TEMPLATE_INVOKE(contract_lease, Fixture);                 \
     TEST_CASE_TEMPLATE_INVOKE(contract_debounce, Fixture);              \
     TEST_CASE_TEMPLATE_INVOKE(contract_route_event, Fixture)
