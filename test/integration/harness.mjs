@@ -435,8 +435,8 @@ function redisAnswers(port) {
 
 // Starts a redis-server on a free 127.0.0.1 port with its data in a temp folder (AOF on unless
 // appendOnly is false; appendfsync as given) and waits until it answers PING.
-// Returns {url, port, dir, stop(), kill(), start(), restart(), log()}; start() after stop() or
-// kill() reuses the port and the data.
+// Returns {url, port, dir, stop(), kill(), start(), restart(), pause(), resume(), log()};
+// start() after stop() or kill() reuses the port and the data.
 export async function startRedis({ appendOnly = true, appendFsync = 'everysec', timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
   const binary = redisServerBinary();
   if (!binary) {
@@ -485,6 +485,10 @@ export async function startRedis({ appendOnly = true, appendFsync = 'everysec', 
     await redis.stop();
     await redis.start();
   };
+  // SIGSTOP / SIGCONT: a Redis that hangs (a stall, a swapped-out host) rather than dies: its
+  // sockets stay open and connects still succeed, but nothing is answered until resume().
+  redis.pause = () => redis.process.kill('SIGSTOP');
+  redis.resume = () => redis.process.kill('SIGCONT');
   redis.log = () => redis.logs.map((log) => log.text()).join('\n');
   // One command through redis-cli (Debian's redis-tools, a dependency of redis-server): its output lines.
   redis.cli = (...args) => {
@@ -800,13 +804,13 @@ export function recoveryEvent(failing, overrides = {}) {
 
 // POSTs an event (object or raw string) to the relay. Signs with `key` (default: the relay's
 // key; null sends no signature). Returns {status, json, text, headers}; json is null if the
-// body is not JSON.
-export async function postEvent(relay, urlPath, event, { key = relay.hmacKey, alg = 'sha256', headers = {}, method = 'POST', contentType = 'application/json' } = {}) {
+// body is not JSON. Throws (TimeoutError) when no answer came within timeoutMs.
+export async function postEvent(relay, urlPath, event, { key = relay.hmacKey, alg = 'sha256', headers = {}, method = 'POST', contentType = 'application/json', timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
   const body = typeof event === 'string' || Buffer.isBuffer(event) ? event : JSON.stringify(event);
   const requestHeaders = { ...(contentType ? { 'Content-Type': contentType } : {}) };
   if (key) requestHeaders['X-Signature'] = signFlux(body, key, alg);
   Object.assign(requestHeaders, headers);
-  const init = { method, headers: requestHeaders, signal: AbortSignal.timeout(DEFAULT_TIMEOUT_MS) };
+  const init = { method, headers: requestHeaders, signal: AbortSignal.timeout(timeoutMs) };
   if (method !== 'GET' && method !== 'HEAD') init.body = body;
   return request(`${relay.url}${urlPath}`, init);
 }

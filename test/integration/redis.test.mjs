@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -182,6 +183,84 @@ describe('two replicas on one Redis', () => {
       (await counter(b, 'fluxrelay_storage_repairs_total', { kind: 'consumer_group' }));
     await waitFor(async () => (await repairs()) >= 1, { what: 'the recreated consumer group counted' });
     assert.ok(`${a.log()}${b.log()}`.includes('is created again'), 'the recreation is logged');
+  });
+
+  it('Redis stalled (SIGSTOP) for 10 s in a burst: no post hangs, 503 and /readyz failing meanwhile, everything acknowledged delivered after', async (t) => {
+    // A stopped Redis keeps its sockets open and even completes new connects: only the relay's
+    // reply timeout (storage.redis.timeout, 2s here) can notice it. Well past that, plus the
+    // watchdog's tick: a post taking longer than this hangs.
+    const POST_TIMEOUT_MS = 8_000;
+    const STALL_MS = 10_000;
+    // Phases are set synchronously around the signals, so a post knows exactly when it ran.
+    let phase = 'before';
+    let stop = false;
+    const posts = []; // {name, relay, startedIn, answeredIn, status, ms}; status 0: no answer
+    const burst = async (relay, label) => {
+      for (let i = 0; !stop; i += 1) {
+        const name = `stall-${label}-${i}-${uniqueSuffix()}`;
+        const post = { name, relay: label, startedIn: phase, status: 0 };
+        const started = Date.now();
+        try {
+          post.status = (await postEvent(relay, '/flux/events', objectEvent(name), { timeoutMs: POST_TIMEOUT_MS })).status;
+        } catch (error) {
+          post.error = String(error);
+        }
+        post.answeredIn = phase;
+        post.ms = Date.now() - started;
+        posts.push(post);
+        // Pacing only: 503s come back at once, and a tight loop would starve the replicas.
+        await sleep(25);
+      }
+    };
+    const count = (label, status, answeredIn) => posts.filter((p) => p.relay === label && p.status === status && p.answeredIn === answeredIn).length;
+    const bothReady = (status) => async () => (await readyStatus(a)) === status && (await readyStatus(b)) === status;
+
+    const loops = [burst(a, 'a'), burst(b, 'b')];
+    let stalledAt;
+    try {
+      await waitFor(() => count('a', 202, 'before') >= 5 && count('b', 202, 'before') >= 5, { what: 'the burst under way on both replicas' });
+      const logOffsets = [a.log().length, b.log().length];
+      try {
+        redis.pause();
+        phase = 'stalled';
+        stalledAt = Date.now();
+        // Each seen before SIGCONT, or it says nothing about the stall.
+        const untilResume = () => Math.max(0, stalledAt + STALL_MS - 500 - Date.now());
+        await waitFor(bothReady(503), { timeoutMs: untilResume(), what: '/readyz 503 on both replicas during the stall' });
+        await waitFor(() => [a, b].every((relay, i) => relay.log().slice(logOffsets[i]).includes('no reply within')), {
+          timeoutMs: untilResume(),
+          what: 'both replicas logging their reply timeout',
+        });
+        await waitFor(() => count('a', 503, 'stalled') >= 1 && count('b', 503, 'stalled') >= 1, { timeoutMs: untilResume(), what: '503s during the stall' });
+        assert.ok(Date.now() - stalledAt < STALL_MS, 'the checks above ran while Redis was still stopped');
+        await sleep(Math.max(0, stalledAt + STALL_MS - Date.now()));
+      } finally {
+        phase = 'resumed';
+        redis.resume();
+      }
+      t.diagnostic(`Redis stopped for ${Date.now() - stalledAt} ms`);
+      await waitFor(bothReady(200), { what: '/readyz 200 on both replicas after the stall' });
+      // Recovered without a restart: both take events again.
+      await waitFor(() => count('a', 202, 'resumed') >= 3 && count('b', 202, 'resumed') >= 3, { what: 'both replicas accepting again' });
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+    }
+
+    const summary = ['before', 'stalled', 'resumed'].map((p) => {
+      const answered = posts.filter((post) => post.answeredIn === p);
+      return `${p}: ${answered.filter((post) => post.status === 202).length}×202 ${answered.filter((post) => post.status === 503).length}×503`;
+    });
+    t.diagnostic(`${posts.length} posts (${summary.join(', ')}), slowest ${Math.max(...posts.map((p) => p.ms))} ms`);
+    const odd = posts.filter((p) => p.status !== 202 && p.status !== 503);
+    assert.deepEqual(odd, [], 'every post answered in time, with 202 or 503');
+    // Redis answered nothing while stopped: a post sent and answered meanwhile cannot be a 202.
+    const acceptedInStall = posts.filter((p) => p.startedIn === 'stalled' && p.answeredIn === 'stalled' && p.status !== 503);
+    assert.deepEqual(acceptedInStall, [], 'posts made during the stall are refused');
+
+    // Only the 202s are promised; a 503 whose transaction Redis ran after SIGCONT may arrive too.
+    const acknowledged = posts.filter((p) => p.status === 202).map((p) => p.name);
+    await waitFor(() => allAlerted(am, acknowledged), { timeoutMs: RECOVERY_TIMEOUT_MS, intervalMs: 500, what: 'every acknowledged event in Alertmanager' });
   });
 
   it('a replica killed with -9 in the middle of a burst: the survivor delivers every acknowledged event', async (t) => {
