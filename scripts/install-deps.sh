@@ -20,6 +20,7 @@ packages=(
   chromium   # the status page test drives Debian's Chromium (never a downloaded browser)
   curl
   tinyproxy-bin   # the proxy tests send through a real forward proxy (integration.proxy)
+  fiu-utils libfiu-dev   # the storage fault tests fail the spool's writes (fiu-run, fiu-ctrl)
 )
 # Optional: `--fuzz` installs the build packages and these, for `make fuzz` (clang's libFuzzer;
 # llvm for llvm-symbolizer, which names the lines in a finding's stack trace).

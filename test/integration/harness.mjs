@@ -625,8 +625,10 @@ async function sharedRedis() {
 // `flux-hmac` = DEFAULT_HMAC_KEY unless it says otherwise.
 // `ready(relay)` replaces the readiness check (plain GET adminUrl/readyz answering 200), e.g. for
 // an admin listener that speaks TLS.
+// `wrapper` is a command and its arguments that exec the relay (e.g. a fault injector's
+// launcher), `env` variables added to the relay's environment; both are kept for restart().
 // Returns {url, adminUrl, dir, configFile, hmacKey, process, log(), stop(), kill()}.
-export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KEY, logLevel = 'debug', timeoutMs = DEFAULT_TIMEOUT_MS, ready } = {}) {
+export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KEY, logLevel = 'debug', timeoutMs = DEFAULT_TIMEOUT_MS, ready, wrapper = [], env = {} } = {}) {
   if (!fs.existsSync(relayBinary)) {
     throw new Error(`fluxrelay binary not found at ${relayBinary}: build it first or set FLUXRELAY_BIN`);
   }
@@ -673,6 +675,8 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
     configText: text,
     hmacKey,
     ready: ready || (async (r) => (await httpGet(`${r.adminUrl}/readyz`)).status === 200),
+    wrapper,
+    env,
   };
   await launchRelay(relay, { logLevel, timeoutMs });
   return relay;
@@ -681,9 +685,12 @@ export async function startRelay(config, { files = {}, hmacKey = DEFAULT_HMAC_KE
 // Starts (or starts again, on the same folder and storage) the relay process behind `relay`,
 // waits for /readyz, and (re)binds process, log(), logLines(), stop(), kill() and restart().
 async function launchRelay(relay, { logLevel, timeoutMs }) {
-  const { configFile, dir, configText: text } = relay;
-  const { child, log, stderr, exited } = spawnLogged('fluxrelay', relayBinary, ['serve', '--config', configFile, '--log-level', logLevel], {
+  const { configFile, dir, configText: text, wrapper = [], env = {} } = relay;
+  const args = ['serve', '--config', configFile, '--log-level', logLevel];
+  const [command, ...commandArgs] = [...wrapper, relayBinary, ...args];
+  const { child, log, stderr, exited } = spawnLogged('fluxrelay', command, commandArgs, {
     cwd: dir,
+    env: { ...process.env, ...env },
   });
   Object.assign(relay, {
     process: child,
