@@ -76,10 +76,11 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
         co_return response;
     }
     if (path == "/api/v1/events" && get) {
-        co_return jsonResponse(200, dump(telemetry_.journal().recentEvents(queryLimit(request, 100, 500))));
+        co_return jsonResponse(200,
+                               dump(co_await telemetry_.journal().asyncRecentEvents(queryLimit(request, 100, 500))));
     }
     if (path == "/api/v1/objects" && get) {
-        co_return jsonResponse(200, dump(telemetry_.journal().failingObjects()));
+        co_return jsonResponse(200, dump(co_await telemetry_.journal().asyncFailingObjects()));
     }
     if (path == "/api/v1/targets" && get) {
         co_return targets();

@@ -1,10 +1,10 @@
 // Journal: ring buffer of recent events and an LRU map of Flux object states.
 #include "admin/journal.hpp"
 
+#include <boost/asio/use_awaitable.hpp>
+
 namespace fluxrelay {
 namespace {
-
-constexpr std::size_t kMaxAttemptsPerEvent = 20;
 
 template <class... Visitors>
 struct Overloaded : Visitors... {
@@ -19,14 +19,22 @@ Overloaded(Visitors...) -> Overloaded<Visitors...>;
 Journal::Journal(std::size_t maxEvents, std::size_t maxObjects) : maxEvents_(maxEvents), maxObjects_(maxObjects) {}
 
 void Journal::rejected(std::string_view source, int status, std::string_view error) {
-    push({.summary = std::make_shared<const Summary>(Summary{
-              .id = {},
-              .source = std::string(source),
-              .time = Clock::now(),
-              .facts = RejectionFacts{.httpStatus = status, .error = std::string(error)},
-              .routes = {},
-          }),
-          .attempts = {}});
+    Summary summary{
+        .id = {},
+        .source = std::string(source),
+        .time = Clock::now(),
+        .facts = RejectionFacts{.httpStatus = status, .error = std::string(error)},
+        .routes = {},
+    };
+    if (shared_ != nullptr) return share(summary, nullptr);
+    push({.summary = std::make_shared<const Summary>(std::move(summary)), .attempts = {}});
+}
+
+void Journal::share(const Summary& summary, const Event* event) {
+    const FluxEvent* flux = event != nullptr ? event->flux() : nullptr;
+    shared_->journalEvent(summary.id, toJson(summary).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                          flux != nullptr ? flux->involvedObject.path() : std::string(),
+                          flux != nullptr && flux->severity == "error");
 }
 
 void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
@@ -47,6 +55,7 @@ void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
     } else if (const auto* github = event.github()) {
         summary.facts = GitHubFacts{.event = github->event, .delivery = github->deliveryId, .ref = github->ref};
     }
+    if (shared_ != nullptr) return share(summary, &event);
     const SharedSummary shared = std::make_shared<const Summary>(std::move(summary));
     if (const auto* flux = event.flux()) {
         std::string key = flux->involvedObject.path();
@@ -69,13 +78,18 @@ void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
 
 void Journal::attempted(const AttemptReport& report) {
     const TimePoint now = Clock::now();
+    if (shared_ != nullptr) {
+        return shared_->journalAttempt(report.eventId,
+                                       toJson(Attempt{.time = now, .report = report})
+                                           .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
     std::lock_guard lock(mutex_);
     auto it = byId_.find(report.eventId);
     if (it == byId_.end() || it->second < firstSequence_) {
         return;  // the event has left the journal already
     }
     auto& attempts = events_[it->second - firstSequence_].attempts;
-    if (attempts.size() >= kMaxAttemptsPerEvent) {
+    if (attempts.size() >= kJournalAttemptsPerEvent) {
         attempts.pop_front();
     }
     attempts.push_back({.time = now, .report = report});
@@ -140,19 +154,48 @@ nlohmann::json Journal::recentEvents(std::size_t limit) const {
     for (auto it = events_.rbegin(); it != events_.rend() && out.size() < limit; ++it) {
         nlohmann::json entry = toJson(*it->summary);
         entry["attempts"] = nlohmann::json::array();
-        for (const auto& [time, report] : it->attempts) {
-            entry["attempts"].push_back(
-                {{"time", formatRfc3339Nano(time)},
-                 {"route", report.route},
-                 {"target", report.target},
-                 {"attempt", report.attempt},
-                 {"outcome", toString(report.outcome)},
-                 {"detail", report.detail},
-                 {"latencyMs", std::chrono::duration<double, std::milli>(report.latency).count()}});
-        }
+        for (const Attempt& attempt : it->attempts) entry["attempts"].push_back(toJson(attempt));
         out.push_back(std::move(entry));
     }
     return out;
+}
+
+nlohmann::json Journal::toJson(const Attempt& attempt) {
+    const AttemptReport& report = attempt.report;
+    return {{"time", formatRfc3339Nano(attempt.time)},
+            {"route", report.route},
+            {"target", report.target},
+            {"attempt", report.attempt},
+            {"outcome", toString(report.outcome)},
+            {"detail", report.detail},
+            {"latencyMs", std::chrono::duration<double, std::milli>(report.latency).count()}};
+}
+
+boost::asio::awaitable<nlohmann::json> Journal::asyncRecentEvents(std::size_t limit) const {
+    if (shared_ == nullptr) co_return recentEvents(limit);
+    const auto entries = co_await asyncRecentJournal(*shared_, limit, boost::asio::use_awaitable);
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [json, attempts] : entries) {
+        nlohmann::json entry = nlohmann::json::parse(json, nullptr, false);
+        if (!entry.is_object()) continue;
+        entry["attempts"] = nlohmann::json::array();
+        for (const std::string& attempt : attempts) {
+            nlohmann::json parsed = nlohmann::json::parse(attempt, nullptr, false);
+            if (parsed.is_object()) entry["attempts"].push_back(std::move(parsed));
+        }
+        out.push_back(std::move(entry));
+    }
+    co_return out;
+}
+
+boost::asio::awaitable<nlohmann::json> Journal::asyncFailingObjects() const {
+    if (shared_ == nullptr) co_return failingObjects();
+    nlohmann::json out = nlohmann::json::array();
+    for (const std::string& event : co_await asyncFailingJournalObjects(*shared_, boost::asio::use_awaitable)) {
+        nlohmann::json parsed = nlohmann::json::parse(event, nullptr, false);
+        if (parsed.is_object()) out.push_back(std::move(parsed));
+    }
+    co_return out;
 }
 
 nlohmann::json Journal::failingObjects() const {

@@ -1,5 +1,6 @@
 // The recent history the status page shows: each event with its fate (routes, filters, delivery
-// attempts), and the Flux objects whose latest event is an error. Bounded, in memory, per process.
+// attempts), and the Flux objects whose latest event is an error. Bounded; in this process's
+// memory, or on a spool every replica shares (shareThrough), so that each shows the same.
 #pragma once
 
 #include <cstddef>
@@ -13,9 +14,11 @@
 #include <variant>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/observer.hpp"
+#include "storage/storage.hpp"
 
 namespace fluxrelay {
 
@@ -27,10 +30,18 @@ public:
     void accepted(const Event& event, std::span<const RouteFate> routes);
     void attempted(const AttemptReport& report);
 
+    // From now on, records go to `storage`'s shared journal instead of memory; read them back with
+    // asyncRecentEvents/asyncFailingObjects. Called once, before any record.
+    void shareThrough(Storage& storage) { shared_ = &storage; }
+
     // Newest first.
     nlohmann::json recentEvents(std::size_t limit) const;
     // Objects whose latest event is an error, most recent first.
     nlohmann::json failingObjects() const;
+
+    // The same, from wherever the records are: memory or the shared spool.
+    boost::asio::awaitable<nlohmann::json> asyncRecentEvents(std::size_t limit) const;
+    boost::asio::awaitable<nlohmann::json> asyncFailingObjects() const;
 
 private:
     // Plain values, turned into JSON only when the status page asks: the journal is on every
@@ -59,7 +70,7 @@ private:
     };
     struct Entry {
         SharedSummary summary;
-        std::deque<Attempt> attempts;  // the newest kMaxAttemptsPerEvent
+        std::deque<Attempt> attempts;  // the newest kJournalAttemptsPerEvent
     };
     struct ObjectState {
         SharedSummary latest;
@@ -67,8 +78,11 @@ private:
     };
 
     static nlohmann::json toJson(const Summary& summary);
+    static nlohmann::json toJson(const Attempt& attempt);
     void push(Entry entry);
+    void share(const Summary& summary, const Event* event);
 
+    Storage* shared_ = nullptr;
     const std::size_t maxEvents_;
     const std::size_t maxObjects_;
     mutable std::mutex mutex_;

@@ -9,7 +9,7 @@ namespace fluxrelay {
 
 class Telemetry final : public RelayObserver {
 public:
-    Telemetry() : journal_(500, 5000) {}
+    Telemetry() : journal_(kJournalEvents, kJournalObjects) {}
 
     void onReceived(std::string_view source) override { metrics_.countReceived(source); }
 
@@ -35,6 +35,7 @@ public:
     void onBatch(std::string_view target, std::size_t) override { metrics_.countBatch(target); }
 
     Metrics& metrics() { return metrics_; }
+    Journal& journal() { return journal_; }
     const Journal& journal() const { return journal_; }
 
 private:

@@ -116,6 +116,8 @@ public:
           reloadSignal_(io_, SIGHUP) {
         // Start-up errors throw from here, before anything listens.
         raiseOpenFileLimit(initial->server);
+        // Replicas behind one Service show one history, whichever of them a user's browser reaches.
+        if (storage_->sharesJournal()) telemetry_.journal().shareThrough(*storage_);
         dispatcher_ = std::make_unique<Dispatcher>(io_, *storage_, *initial, telemetry_);
         if (initial->server.tls) {
             ingestTls_ = std::make_shared<ListenerTls>("ingest", *initial->server.tls);

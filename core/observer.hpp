@@ -36,6 +36,12 @@ constexpr std::string_view toString(AttemptOutcome outcome) {
     return kNames[static_cast<int>(outcome)];
 }
 
+// How much recent history the status page keeps, in memory or on a shared spool: events,
+// objects remembered with their latest event, and attempts per event.
+inline constexpr std::size_t kJournalEvents = 500;
+inline constexpr std::size_t kJournalObjects = 5000;
+inline constexpr std::size_t kJournalAttemptsPerEvent = 20;
+
 // One attempt at delivering one event to one target.
 struct AttemptReport {
     std::string eventId;

@@ -30,6 +30,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -45,6 +46,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "core/observer.hpp"
 #include "storage/accept.hpp"
 #include "storage/completion.hpp"
 #include "storage/redis_client.hpp"
@@ -369,6 +371,47 @@ public:
                            if (error) spdlog::warn("storage: a lease was not released: {}", describe(error));
                            complete(std::move(handler));
                        });
+    }
+
+    bool sharesJournal() const override { return true; }
+
+    void journalEvent(std::string eventId, std::string json, std::string object, bool failing) override {
+        std::vector<std::vector<std::string>> writes{
+            {"XADD", key("journal"), "MAXLEN", "~", std::to_string(kJournalEvents), "*", "id", eventId, "e", json}};
+        if (!object.empty()) {
+            const nlohmann::json latest{
+                {"at", std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count()},
+                {"failing", failing},
+                {"e", json}};
+            writes.push_back({"HSET", key("journal-objects"), std::move(object), latest.dump()});
+        }
+        writeJournal(std::move(writes));
+    }
+
+    void journalAttempt(std::string eventId, std::string json) override {
+        const std::string attempts = key("journal-attempts", eventId);
+        writeJournal({{"RPUSH", attempts, std::move(json)},
+                      {"LTRIM", attempts, "-" + std::to_string(kJournalAttemptsPerEvent), "-1"},
+                      {"PEXPIRE", attempts, millis(kJournalAttemptsMemory)}});
+    }
+
+    void recentJournal(std::size_t limit,
+                       asio::any_completion_handler<void(std::vector<JournalEntry>)> handler) override {
+        spawn<std::vector<JournalEntry>>(
+            std::move(handler), [this, limit] { return doRecentJournal(limit); },
+            [](const std::string& error) {
+                spdlog::warn("storage: the shared journal cannot be read: {}", error);
+                return std::vector<JournalEntry>();
+            });
+    }
+
+    void failingJournalObjects(asio::any_completion_handler<void(std::vector<std::string>)> handler) override {
+        spawn<std::vector<std::string>>(
+            std::move(handler), [this] { return doFailingJournalObjects(); },
+            [](const std::string& error) {
+                spdlog::warn("storage: the shared journal cannot be read: {}", error);
+                return std::vector<std::string>();
+            });
     }
 
     void counts(asio::any_completion_handler<void(std::vector<TargetCounts>)> handler) override {
@@ -919,6 +962,81 @@ private:
         check(co_await connection(cmd_)->command(std::move(release)));
     }
 
+    // ---- The shared journal --------------------------------------------------------------------------
+
+    // History is worth less than the spool's own work: while Redis is slow or away, records beyond
+    // kJournalWritesInFlight are dropped rather than queued.
+    void writeJournal(std::vector<std::vector<std::string>> writes) {
+        if (journalWritesInFlight_.fetch_add(1) >= kJournalWritesInFlight) {
+            journalWritesInFlight_.fetch_sub(1);
+            return;
+        }
+        asio::co_spawn(
+            io_,
+            [this, writes = std::move(writes)]() mutable -> asio::awaitable<void> {
+                co_await connection(cmd_)->pipeline(std::move(writes));
+            },
+            [this](std::exception_ptr error) {
+                journalWritesInFlight_.fetch_sub(1);
+                if (error) spdlog::debug("storage: a journal record was dropped: {}", describe(error));
+            });
+    }
+
+    asio::awaitable<std::vector<JournalEntry>> doRecentJournal(std::size_t limit) {
+        auto cmd = connection(cmd_);
+        std::vector<std::string> range{"XREVRANGE", key("journal"), "+", "-", "COUNT", std::to_string(limit)};
+        const RedisReply entries = co_await cmd->command(std::move(range));
+        std::vector<JournalEntry> out;
+        std::vector<std::vector<std::string>> attempts;
+        for (const RedisReply& entry : entries.elements) {
+            if (entry.elements.size() != 2) continue;
+            std::string id;
+            JournalEntry journal;
+            const auto& fields = entry.elements[1].elements;
+            for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+                if (fields[i].text == "id") id = fields[i + 1].text;
+                if (fields[i].text == "e") journal.json = fields[i + 1].text;
+            }
+            out.push_back(std::move(journal));
+            attempts.push_back({"LRANGE", key("journal-attempts", id), "0", "-1"});
+        }
+        if (attempts.empty()) co_return out;
+        const auto replies = co_await cmd->pipeline(std::move(attempts));
+        for (std::size_t i = 0; i < out.size() && i < replies.size(); ++i) {
+            for (const RedisReply& attempt : replies[i].elements) out[i].attempts.push_back(attempt.text);
+        }
+        co_return out;
+    }
+
+    // Objects past kJournalObjects, least recently updated first, are let go here, as the
+    // in-memory journal lets go of them.
+    asio::awaitable<std::vector<std::string>> doFailingJournalObjects() {
+        auto cmd = connection(cmd_);
+        std::vector<std::string> all{"HGETALL", key("journal-objects")};
+        const RedisReply reply = co_await cmd->command(std::move(all));
+        std::vector<std::tuple<std::int64_t, std::string, nlohmann::json>> objects;  // at, object, latest
+        const auto& fields = reply.elements;
+        for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+            nlohmann::json latest = nlohmann::json::parse(fields[i + 1].text, nullptr, false);
+            if (!latest.is_object() || !latest["at"].is_number_integer()) continue;
+            objects.emplace_back(latest["at"].get<std::int64_t>(), fields[i].text, std::move(latest));
+        }
+        std::sort(objects.begin(), objects.end(),
+                  [](const auto& a, const auto& b) { return std::get<0>(a) > std::get<0>(b); });
+        if (objects.size() > kJournalObjects) {
+            std::vector<std::string> forget{"HDEL", key("journal-objects")};
+            for (std::size_t i = kJournalObjects; i < objects.size(); ++i) forget.push_back(std::get<1>(objects[i]));
+            co_await cmd->command(std::move(forget));
+            objects.resize(kJournalObjects);
+        }
+        std::vector<std::string> failing;
+        for (auto& [at, object, latest] : objects) {
+            if (latest.value("failing", false) && latest["e"].is_string())
+                failing.push_back(latest["e"].get<std::string>());
+        }
+        co_return failing;
+    }
+
     asio::awaitable<std::vector<TargetCounts>> doCounts() {
         auto cmd = connection(cmd_);
         std::vector<std::string> members{"SMEMBERS", key("targets")};
@@ -1155,6 +1273,10 @@ private:
     std::set<std::string> groupsSeen_;  // targets whose consumer group existed at some time
     std::atomic<std::uint64_t> groupsRecreated_{0};
     std::atomic<std::uint64_t> leasesTaken_{0};
+    static constexpr int kJournalWritesInFlight = 1000;
+    // An event's attempts outlive its place in the journal's stream by far, and then go.
+    static constexpr Duration kJournalAttemptsMemory = std::chrono::hours(24);
+    std::atomic<int> journalWritesInFlight_{0};
     std::unordered_map<std::uint64_t, Lease> leased_;
     std::vector<Settlement> unsettled_;
     std::map<std::string, std::string> autoclaimCursor_;  // per target: where XAUTOCLAIM goes on

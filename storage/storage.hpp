@@ -124,6 +124,24 @@ public:
 
     virtual bool healthy() const = 0;
 
+    // The status page's recent history (journal), on a spool several replicas share: each replica
+    // appends what it saw, and all of them read the same. A spool one process uses shares none
+    // (sharesJournal() false): that process keeps its journal in memory.
+    virtual bool sharesJournal() const { return false; }
+    // Fire and forget, and bounded: a record the spool cannot take now is dropped, never queued.
+    // `object` is a Flux event's object (empty otherwise); `failing`: its event is an error.
+    virtual void journalEvent(std::string /*eventId*/, std::string /*json*/, std::string /*object*/, bool /*failing*/) {
+    }
+    virtual void journalAttempt(std::string /*eventId*/, std::string /*json*/) {}
+    struct JournalEntry {
+        std::string json;                   // as given to journalEvent
+        std::vector<std::string> attempts;  // as given to journalAttempt, oldest first
+    };
+    // The newest `limit` entries, newest first; the failing objects' latest events, most recent first.
+    virtual void recentJournal(std::size_t limit,
+                               boost::asio::any_completion_handler<void(std::vector<JournalEntry>)> handler);
+    virtual void failingJournalObjects(boost::asio::any_completion_handler<void(std::vector<std::string>)> handler);
+
     // How often, since start, the spool repaired something it found broken, by kind (for the
     // metrics): "consumer_group" when a Redis that lost its data had to be given its groups again.
     virtual std::map<std::string, std::uint64_t> repairs() const { return {}; }
@@ -216,6 +234,19 @@ auto asyncReleaseLease(Storage& storage, std::string name, std::string leaseToke
             storage.releaseLease(std::move(name), std::move(leaseToken), std::move(handler));
         },
         token, std::move(name), std::move(leaseToken));
+}
+
+template <class Token>
+auto asyncRecentJournal(Storage& storage, std::size_t limit, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::vector<Storage::JournalEntry>)>(
+        [&storage](auto handler, std::size_t limit) { storage.recentJournal(limit, std::move(handler)); }, token,
+        limit);
+}
+
+template <class Token>
+auto asyncFailingJournalObjects(Storage& storage, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::vector<std::string>)>(
+        [&storage](auto handler) { storage.failingJournalObjects(std::move(handler)); }, token);
 }
 
 template <class Token>

@@ -144,6 +144,22 @@ describe('two replicas on one Redis', () => {
     assert.equal(await delivered(), 1);
   });
 
+  it('one journal: an event posted to one replica is listed by both, with its delivery and its failing object', async () => {
+    const name = `journal-${uniqueSuffix()}`;
+    const posted = await postEvent(a, '/flux/events', objectEvent(name));
+    assert.equal(posted.status, 202, posted.text);
+    const listed = async (relay) => {
+      const events = await (await fetch(`${relay.adminUrl}/api/v1/events?limit=500`, { signal: AbortSignal.timeout(5_000) })).json();
+      return events.find((event) => event.id === posted.json.id);
+    };
+    await waitFor(async () => (await listed(b))?.attempts.some((attempt) => attempt.outcome === 'delivered'), { what: 'the delivery listed by the other replica' });
+    const [onA, onB] = await Promise.all([listed(a), listed(b)]);
+    assert.deepEqual(onA, onB, 'both replicas show the same entry');
+    assert.equal(onB.name, name);
+    const failing = await (await fetch(`${b.adminUrl}/api/v1/objects`, { signal: AbortSignal.timeout(5_000) })).json();
+    assert.ok(failing.some((object) => object.name === name), 'the failing object is listed by the other replica');
+  });
+
   it('a GitHub delivery posted to both replicas triggers one reconcile', async () => {
     const delivery = randomUUID();
     const [first, second] = await Promise.all([postPush(a, delivery), postPush(b, delivery)]);

@@ -9,6 +9,12 @@
 #include <memory>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+#include <nlohmann/json.hpp>
+
+#include "admin/journal.hpp"
 #include "config/config.hpp"
 #include "storage/redis_storage.hpp"
 #include "storage_contract.hpp"
@@ -270,5 +276,114 @@ TEST_CASE("a settlement made while Redis is down is applied once it is back") {
 }
 
 TEST_SUITE_END();
+
+}  // namespace fluxrelay
+
+namespace fluxrelay {
+
+namespace {
+
+Event journalEvent(std::string id, std::string name, std::string severity) {
+    FluxEvent flux;
+    flux.involvedObject.kind = "HelmRelease";
+    flux.involvedObject.namespace_ = "apps";
+    flux.involvedObject.name = std::move(name);
+    flux.severity = std::move(severity);
+    flux.reason = flux.severity == "error" ? "UpgradeFailed" : "UpgradeSucceeded";
+    return Event{.id = std::move(id), .source = "flux", .receivedAt = Clock::now(), .payload = flux};
+}
+
+// What the status page shows, less the times a journal stamps when it is told (each has its own).
+nlohmann::json withoutTimes(nlohmann::json entries) {
+    for (auto& entry : entries) {
+        if (!entry.contains("id")) entry.erase("time");  // a rejection: stamped when seen
+        if (!entry.contains("attempts")) continue;
+        for (auto& attempt : entry["attempts"]) attempt.erase("time");
+    }
+    return entries;
+}
+
+}  // namespace
+
+TEST_CASE("replicas share one journal: each lists what either saw, as one journal in memory lists it") {
+    const std::string prefix = freshPrefix();
+    auto a = connectedStorage(redisConfig(sharedServer().port(), prefix), quietTuning());
+    auto b = connectedStorage(redisConfig(sharedServer().port(), prefix), quietTuning());
+    Journal onA(kJournalEvents, kJournalObjects);
+    Journal onB(kJournalEvents, kJournalObjects);
+    Journal inMemory(kJournalEvents, kJournalObjects);
+    onA.shareThrough(*a);
+    onB.shareThrough(*b);
+    asio::thread_pool pool(1);
+    const auto recent = [&](const Journal& journal) {
+        return asio::co_spawn(pool, journal.asyncRecentEvents(10), asio::use_future).get();
+    };
+    const auto failing = [&](const Journal& journal) {
+        return asio::co_spawn(pool, journal.asyncFailingObjects(), asio::use_future).get();
+    };
+    // Records from one replica keep their order; across replicas, the order Redis got them in.
+    std::size_t seen = 0;
+    const auto onBoth = [&](Journal& replica, const auto& tell) {
+        tell(replica);
+        tell(inMemory);
+        ++seen;
+        REQUIRE(eventually([&] { return recent(replica).size() == seen; }));
+    };
+    const std::vector<RouteFate> routes = {{"errors", Verdict::pass, "", {"am"}}};
+    const Event failed = journalEvent("e1", "podinfo", "error");
+    onBoth(onA, [&](Journal& journal) { journal.accepted(failed, routes); });
+    onBoth(onB, [&](Journal& journal) { journal.rejected("flux", 401, "invalid X-Signature"); });
+    const Event otherFailed = journalEvent("e2", "redis", "error");
+    onBoth(onB, [&](Journal& journal) { journal.accepted(otherFailed, routes); });
+    const AttemptReport retried{.eventId = "e1",
+                                .route = "errors",
+                                .target = "am",
+                                .outcome = AttemptOutcome::retry,
+                                .detail = "HTTP 503",
+                                .attempt = 1};
+    onA.attempted(retried);
+    inMemory.attempted(retried);
+    REQUIRE(eventually([&] { return recent(onB)[2]["attempts"].size() == 1; }));
+    AttemptReport delivered = retried;
+    delivered.outcome = AttemptOutcome::delivered;
+    delivered.attempt = 2;
+    onB.attempted(delivered);  // the other replica took the retry over
+    inMemory.attempted(delivered);
+    const Event recovered = journalEvent("e3", "podinfo", "info");
+    onBoth(onA, [&](Journal& journal) { journal.accepted(recovered, routes); });
+    REQUIRE(eventually([&] { return recent(onB)[3]["attempts"].size() == 2; }));
+
+    const nlohmann::json expected = withoutTimes(inMemory.recentEvents(10));
+    REQUIRE(expected.size() == 4);
+    CHECK(withoutTimes(recent(onA)) == expected);
+    CHECK(withoutTimes(recent(onB)) == expected);
+    CHECK(recent(onB)[3]["attempts"][1]["outcome"] == "delivered");
+    CHECK(failing(onA) == inMemory.failingObjects());
+    CHECK(failing(onB) == inMemory.failingObjects());
+    REQUIRE(failing(onB).size() == 1);
+    CHECK(failing(onB)[0]["name"] == "redis");  // podinfo recovered
+}
+
+TEST_CASE("the shared journal keeps the newest events only") {
+    const std::string prefix = freshPrefix();
+    auto storage = connectedStorage(redisConfig(sharedServer().port(), prefix), quietTuning());
+    Journal journal(kJournalEvents, kJournalObjects);
+    journal.shareThrough(*storage);
+    asio::thread_pool pool(1);
+    const std::size_t posted = kJournalEvents + 200;
+    for (std::size_t i = 0; i < posted; ++i) {
+        journal.accepted(journalEvent("e" + std::to_string(i), "app-" + std::to_string(i % 7), "info"), {});
+    }
+    const auto newest = [&] {
+        return asio::co_spawn(pool, journal.asyncRecentEvents(kJournalEvents), asio::use_future).get();
+    };
+    REQUIRE(eventually([&] {
+        const auto events = newest();
+        return !events.empty() && events[0]["id"] == "e" + std::to_string(posted - 1);
+    }));
+    const auto events = newest();
+    CHECK(events.size() == kJournalEvents);
+    CHECK(events.back()["id"] == "e" + std::to_string(posted - kJournalEvents));
+}
 
 }  // namespace fluxrelay

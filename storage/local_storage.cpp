@@ -1,5 +1,6 @@
-// Leases for a spool only this process uses (memory, SQLite): a map under a mutex is all the
-// serialising they need. The Redis spool overrides both with leases every replica sees.
+// What a spool only this process uses (memory, SQLite) does in memory: leases, a map under a
+// mutex being all the serialising they need, and no shared journal. The Redis spool overrides
+// these with what every replica sees.
 #include <string>
 
 #include "storage/completion.hpp"
@@ -28,6 +29,15 @@ void Storage::releaseLease(std::string name, std::string token, boost::asio::any
         if (auto it = leases_.find(name); it != leases_.end() && it->second.token == token) leases_.erase(it);
     }
     complete(std::move(handler));
+}
+
+void Storage::recentJournal(std::size_t /*limit*/,
+                            boost::asio::any_completion_handler<void(std::vector<JournalEntry>)> handler) {
+    complete(std::move(handler), std::vector<JournalEntry>{});
+}
+
+void Storage::failingJournalObjects(boost::asio::any_completion_handler<void(std::vector<std::string>)> handler) {
+    complete(std::move(handler), std::vector<std::string>{});
 }
 
 }  // namespace fluxrelay
