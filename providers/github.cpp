@@ -156,9 +156,20 @@ public:
         if (auto* outcome = std::get_if<Outcome>(&planned)) return AttemptPlan::decide(std::move(*outcome));
         const Status& status = std::get<Status>(planned);
         const std::string key = knownKey(status);
-        const std::string value = status.state + "\n" + status.description;
-        if (const auto it = state.find(key); it != state.end() && it->second == value) {
-            return AttemptPlan::decide(Outcome::delivered("unchanged since the last delivery; not sent again"));
+        const std::uint64_t id = batch.front().id;
+        const auto it = state.find(key);
+        const KnownStatus known = it == state.end() ? KnownStatus{} : recall(it->second);
+        if (known.applied >= id) {
+            // A retried or late status must not overwrite a newer one on the commit.
+            return AttemptPlan::decide(
+                Outcome::delivered("superseded: a later status of this commit and context was delivered first"));
+        }
+        const std::string value = remember({.state = status.state, .description = status.description, .applied = id});
+        if (known.state == status.state && known.description == status.description) {
+            AttemptPlan plan =
+                AttemptPlan::decide(Outcome::delivered("unchanged since the last delivery; not sent again"));
+            plan.writes = {{key, value}};
+            return plan;
         }
         if (target_.app && installationToken_.empty()) {
             // credentialsFetch() asks for a token whenever it can sign for one: not reached unless
@@ -282,6 +293,34 @@ private:
         request.body = std::move(body);
         addConfiguredHeaders(request);
         return request;
+    }
+
+    // What the target remembers per commit and context: the last status delivered, and the
+    // delivery id of the event it came from (ids follow the order of acceptance).
+    struct KnownStatus {
+        std::string state;
+        std::string description;
+        std::uint64_t applied = 0;  // 0: nothing known, or remembered before ids were
+    };
+
+    static std::string remember(const KnownStatus& known) {
+        return nlohmann::json{{"state", known.state}, {"description", known.description}, {"applied", known.applied}}
+            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+
+    // Also reads the form earlier releases wrote: "state\ndescription".
+    static KnownStatus recall(const std::optional<std::string>& value) {
+        if (!value) return {};
+        const nlohmann::json json = nlohmann::json::parse(*value, nullptr, false);
+        if (json.is_object() && json["state"].is_string() && json["description"].is_string() &&
+            json["applied"].is_number_unsigned()) {
+            return {.state = json["state"].get<std::string>(),
+                    .description = json["description"].get<std::string>(),
+                    .applied = json["applied"].get<std::uint64_t>()};
+        }
+        const std::size_t newline = value->find('\n');
+        if (newline == std::string::npos) return {};
+        return {.state = value->substr(0, newline), .description = value->substr(newline + 1), .applied = 0};
     }
 
     std::string knownKey(const Status& status) const {

@@ -928,7 +928,11 @@ private:
                 applySettlements(std::exchange(view_.unsettled, {}));
             }
             body();
+            if (lastId_ != idsRemembered_) {
+                Query(statements().putValue).bind(1, kLastIdKey).bind(2, std::to_string(lastId_)).bindNull(3).run();
+            }
             connection_->db.exec("COMMIT");
+            idsRemembered_ = lastId_;
             ++transactions_;
             committed();
             markHealthy();
@@ -997,7 +1001,11 @@ private:
 
     void loadCounters() {
         view_.undelivered = static_cast<std::size_t>(single(statements().countHeld));
-        lastId_ = single(statements().lastId);
+        // Delivery ids only grow, also past a restart with every delivery gone: providers order an
+        // object's events by them.
+        const auto remembered = readExpiring(statements().getValue, kLastIdKey, Clock::now());
+        lastId_ = std::max<std::int64_t>(single(statements().lastId), remembered ? std::stoll(*remembered) : 0);
+        idsRemembered_ = lastId_;
         leased_.clear();
         fresh_.clear();
     }
@@ -1381,7 +1389,9 @@ private:
     std::unique_ptr<Connection> connection_;
     std::string openError_;
     View view_;
-    std::int64_t lastId_ = 0;                           // the newest delivery id given out
+    std::int64_t lastId_ = 0;         // the newest delivery id given out
+    std::int64_t idsRemembered_ = 0;  // lastId_ as the database holds it (kLastIdKey)
+    static constexpr const char* kLastIdKey = "spool:last-delivery-id";
     std::unordered_set<std::int64_t> leased_;           // deliveries a worker holds
     std::unordered_map<std::int64_t, EventPtr> fresh_;  // by delivery id, until claimed
     std::string keyCursor_;                             // where the dedup-key sweep goes on

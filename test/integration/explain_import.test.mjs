@@ -379,7 +379,8 @@ describe('fluxrelay explain', () => {
 
       const statusTarget = routeOf(await explainFromSpool(applied, resolved.endsAt), 'statuses').targets[0];
       assert.equal(statusTarget.stateFrom, 'spool');
-      assert.equal(statusTarget.state[0].value, 'failure\nhealth check failed', 'the last status delivered');
+      const known = JSON.parse(statusTarget.state[0].value);
+      assert.deepEqual([known.state, known.description], ['failure', 'health check failed'], 'the last status delivered');
       assertSame(statusTarget.requests, [status], github.url);
     } finally {
       await alertmanager.close();

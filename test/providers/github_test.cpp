@@ -375,28 +375,61 @@ TEST_CASE("deliveries no status can be made of fail permanently with the reason"
     }
 }
 
+Delivery withId(Delivery delivery, std::uint64_t id) {
+    delivery.id = id;
+    return delivery;
+}
+
 TEST_CASE("the known state is the last (state, description) per repository, commit and context") {
     const auto provider = makeGitHubProvider(githubTarget());
-    const std::vector succeeded{makeDelivery(kustomizationEvent())};
+    const std::vector succeeded{withId(makeDelivery(kustomizationEvent()), 1)};
     const auto keys = provider->stateKeys(succeeded);
     REQUIRE(keys.size() == 1);
     CHECK(keys[0] == "github-status:github-status:onedr0p/home-ops:" + kSha + ":kustomization/apps");
     const AttemptPlan first = provider->plan(succeeded, {}, Clock::now());
     CHECK(first.requests.size() == 1);
-    CHECK(first.writes == ProviderState{{keys[0], "success\nreconciliation succeeded"}});
+    CHECK(first.writes ==
+          ProviderState{{keys[0], R"({"applied":1,"description":"reconciliation succeeded","state":"success"})"}});
 
-    // The same status again is settled without a request.
-    const AttemptPlan again = provider->plan(succeeded, first.writes, Clock::now());
+    // The same status again is settled without a request; what it came from is remembered.
+    const std::vector succeededAgain{withId(makeDelivery(kustomizationEvent()), 2)};
+    const AttemptPlan again = provider->plan(succeededAgain, first.writes, Clock::now());
     CHECK(again.requests.empty());
     REQUIRE(again.decided.has_value());
     CHECK((again.decided->kind == OutcomeKind::delivered));
-    CHECK(again.writes.empty());
+    CHECK(again.writes ==
+          ProviderState{{keys[0], R"({"applied":2,"description":"reconciliation succeeded","state":"success"})"}});
 
-    const std::vector failed{makeDelivery(kustomizationEvent("error", "HealthCheckFailed"))};
+    const std::vector failed{withId(makeDelivery(kustomizationEvent("error", "HealthCheckFailed")), 3)};
     CHECK(provider->stateKeys(failed) == keys);
-    const AttemptPlan changed = provider->plan(failed, first.writes, Clock::now());
+    const AttemptPlan changed = provider->plan(failed, again.writes, Clock::now());
     CHECK(changed.requests.size() == 1);
-    CHECK(changed.writes == ProviderState{{keys[0], "failure\nhealth check failed"}});
+    CHECK(changed.writes ==
+          ProviderState{{keys[0], R"({"applied":3,"description":"health check failed","state":"failure"})"}});
+}
+
+TEST_CASE("a status older than the one the commit has is not sent: the commit keeps the newer one") {
+    const auto provider = makeGitHubProvider(githubTarget());
+    const std::vector failed{withId(makeDelivery(kustomizationEvent("error", "HealthCheckFailed")), 4)};
+    const std::vector succeeded{withId(makeDelivery(kustomizationEvent()), 5)};
+    // The failure was retried (or sent by the other replica) after the success went out.
+    const ProviderState afterSuccess = stateAfterDelivery(*provider, succeeded, {});
+    const AttemptPlan late = provider->plan(failed, afterSuccess, Clock::now());
+    CHECK(late.requests.empty());
+    REQUIRE(late.decided.has_value());
+    CHECK((late.decided->kind == OutcomeKind::delivered));
+    CHECK(late.decided->detail.find("superseded") != std::string::npos);
+    CHECK(late.writes.empty());
+}
+
+TEST_CASE("a status remembered by an earlier release still counts as the known one") {
+    const auto provider = makeGitHubProvider(githubTarget());
+    const std::vector succeeded{withId(makeDelivery(kustomizationEvent()), 1)};
+    const auto keys = provider->stateKeys(succeeded);
+    const AttemptPlan plan = provider->plan(succeeded, {{keys[0], "success\nreconciliation succeeded"}}, Clock::now());
+    CHECK(plan.requests.empty());
+    REQUIRE(plan.decided.has_value());
+    CHECK(plan.decided->detail.find("unchanged") != std::string::npos);
 }
 
 TEST_CASE("token targets need no credentials request") {

@@ -564,12 +564,31 @@ TEST_CASE("retention removes old dead letters and expired values; dedup keys out
     // The dedup key's window is 5 minutes: it outlives the pruning.
     RawDatabase raw(dir.path() / "fluxrelay.db");
     CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM dead") == 0; }));
-    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv") == 1; }));
+    // Left: "forever", and the spool's own record of the last delivery id.
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM kv") == 2; }));
     CHECK(raw.number("SELECT COUNT(*) FROM queue") == 1);
     CHECK(raw.number("SELECT COUNT(*) FROM dedup WHERE key LIKE 'gate:%'") == 1);
     CHECK(deadLetters(*storage).empty());
     CHECK(getValue(*storage, "forever") == std::optional<std::string>("v"));
     CHECK(accept(*storage, request("fits-again", "", {"a", "b"})).stored);
+}
+
+TEST_CASE("delivery ids keep growing across a restart, also once every delivery is gone") {
+    TempDir dir;
+    std::uint64_t before = 0;
+    {
+        auto storage = makeSqliteStorage(configAt(dir.path(), 100));
+        REQUIRE(accept(*storage, request("first")).stored);
+        auto claimed = claim(*storage, "am", 10);
+        REQUIRE(claimed.deliveries.size() == 1);
+        before = claimed.deliveries[0].id;
+        settle(*storage, {{.deliveryId = before, .kind = SettleKind::delivered}});
+    }
+    auto storage = makeSqliteStorage(configAt(dir.path(), 100));
+    REQUIRE(accept(*storage, request("after-restart")).stored);
+    auto claimed = claim(*storage, "am", 10);
+    REQUIRE(claimed.deliveries.size() == 1);
+    CHECK(claimed.deliveries[0].id > before);
 }
 
 TEST_CASE("expired dedup keys are pruned, a chunk of the key space at a time") {
