@@ -290,7 +290,7 @@ async function runLoad(settingsFile) {
   };
   const samples = [];
   const header = ['t', 'phase', 'sent_per_s', 'answered_per_s', 'ok_per_s', 'p50_ms', 'p99_ms', 'p99_send_ms', 'lag_p99_ms',
-    'outstanding', 'rss_mb', 'fds', 'queue_alertmanager', 'queue_receiver', 'queue_total', 'relay_cpu_pct', 'gen_cpu_pct', 'am_up', 'load1'];
+    'outstanding', 'rss_mb', 'fds', 'queue_alertmanager', 'queue_receiver', 'queue_total', 'relay_cpu_pct', 'gen_cpu_pct', 'am_up', 'load1', 'ingest_conns', 'fds_other'];
   const csv = fs.openSync(s.samples, 'w');
   fs.writeSync(csv, `${header.join(',')}\n`);
   let last = { t: 0, issued: 0, answered: 0, ok: 0, relayCpu: relayCpuTicks(), genCpu: process.cpuUsage() };
@@ -301,6 +301,11 @@ async function runLoad(settingsFile) {
     const dt = t - last.t;
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${s.relayPid}/status`, 'utf8'))[1]);
     const fds = fs.readdirSync(`/proc/${s.relayPid}/fd`).length;
+    // The generator's connections to the relay (each one FD there): the pool grows while answers
+    // are slow and shrinks when the relay closes idle ones (server.idleTimeout), so the relay's
+    // FDs less these are what a leak would show in.
+    const pooled = (group) => Object.values(group).reduce((a, list) => a + list.length, 0);
+    const conns = pooled(agent.sockets) + pooled(agent.freeSockets);
     const relayCpu = relayCpuTicks();
     const genCpu = process.cpuUsage();
     const { status, text } = await getText(`${s.adminUrl}/metrics`, 4000);
@@ -330,6 +335,8 @@ async function runLoad(settingsFile) {
       gen_cpu_pct: ((100 * (genCpu.user - last.genCpu.user + genCpu.system - last.genCpu.system)) / 1e6 / dt).toFixed(1),
       am_up: amStopped ? 0 : 1,
       load1: os.loadavg()[0].toFixed(2),
+      ingest_conns: conns,
+      fds_other: fds - conns,
     };
     samples.push(row);
     fs.writeSync(csv, `${header.map((k) => row[k]).join(',')}\n`);
@@ -467,6 +474,7 @@ async function runLoad(settingsFile) {
   const xsHours = loadRows.map((r) => Number(r.t) / 3600);
   const rssFit = fit(xsHours, loadRows.map((r) => Number(r.rss_mb)));
   const fdFit = fit(xsHours, loadRows.map((r) => Number(r.fds)));
+  const fdOtherFit = fit(xsHours, loadRows.map((r) => Number(r.fds_other)));
   const lagAll = samples.filter((r) => r.phase === 'load').map((r) => Number(r.lag_p99_ms)).filter((v) => !Number.isNaN(v));
   const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
   const loadSamples = samples.filter((r) => r.phase === 'load');
@@ -506,8 +514,13 @@ async function runLoad(settingsFile) {
     },
     generator: { lagP99MeanMs: mean(lagAll), lagP99MaxMs: Math.max(...lagAll), cpuPctMean: mean(loadSamples.map((r) => Number(r.gen_cpu_pct))) },
     relayCpuPctMean: mean(loadSamples.map((r) => Number(r.relay_cpu_pct))),
+    relayCpuPctAmDown: mean(loadSamples.filter((r) => r.am_up === 0).map((r) => Number(r.relay_cpu_pct))),
+    relayCpuPctAmUp: mean(loadSamples.filter((r) => r.am_up === 1).map((r) => Number(r.relay_cpu_pct))),
+    relayRetries: metricSum(relayMetrics, 'fluxrelay_deliveries_total', 'outcome="retry"'),
     rss: { slopeMbPerHour: rssFit.slope, r2: rssFit.r2, n: rssFit.n, firstMb: Number(loadRows[0]?.rss_mb), lastMb: Number(loadRows.at(-1)?.rss_mb), maxMb: Math.max(...samples.map((r) => Number(r.rss_mb))) },
-    fds: { slopePerHour: fdFit.slope, r2: fdFit.r2, n: fdFit.n, first: Number(loadRows[0]?.fds), last: Number(loadRows.at(-1)?.fds), max: Math.max(...samples.map((r) => Number(r.fds))) },
+    fds: { slopePerHour: fdFit.slope, r2: fdFit.r2, n: fdFit.n, first: Number(loadRows[0]?.fds), last: Number(loadRows.at(-1)?.fds), max: Math.max(...samples.map((r) => Number(r.fds))),
+      otherSlopePerHour: fdOtherFit.slope, otherR2: fdOtherFit.r2, otherFirst: Number(loadRows[0]?.fds_other), otherLast: Number(loadRows.at(-1)?.fds_other),
+      ingestConnsMax: Math.max(...samples.map((r) => Number(r.ingest_conns))) },
     outstandingMax: Math.max(...samples.map((r) => Number(r.outstanding))),
     queueMax: Math.max(...samples.map((r) => Number(r.queue_total)).filter((v) => !Number.isNaN(v))),
     amEvents,
@@ -529,7 +542,7 @@ function runReport(summaryFile) {
   // shared machine from neither alone: both numbers are given.
   const reached = r.achievedSendRate >= 0.98 * s.rate && r.achievedAcceptRate >= 0.98 * s.rate;
   const maxOutstanding = r.outstandingMax;
-  const tails = `latency tails: the generator's own lag behind its schedule (p99 per ${s.sampleS} s interval, mean ${n(r.generator.lagP99MeanMs, 1)} ms, max ${n(r.generator.lagP99MaxMs, 0)} ms) against the relay's answer time from socket send (p99 ${n(r.latencyMs.sendP99, 2)} ms overall), at most ${n(maxOutstanding)} requests unanswered at a sample`;
+  const tails = `latency tails: the generator's own lag behind its schedule (p99 per ${s.sampleS} s interval, mean ${n(r.generator.lagP99MeanMs, 1)} ms, max ${n(r.generator.lagP99MaxMs, 0)} ms) against the relay's answer time from socket send (p99 ${n(r.latencyMs.sendP99, 2)} ms overall), at most ${n(maxOutstanding)} unanswered at a sample`;
   let bottleneck;
   if (reached && r.generator.lagP99MaxMs <= 1000) bottleneck = `Neither held the rate: ${n(r.achievedSendRate, 1)}/s sent and ${n(r.achievedAcceptRate, 1)}/s accepted of ${s.rate}/s. ${tails}.`;
   else if (r.achievedSendRate < 0.98 * s.rate || r.generator.lagP99MaxMs > 1000) bottleneck = `The generator: it sent ${n(r.achievedSendRate, 1)}/s of ${s.rate}/s, up to ${n(r.generator.lagP99MaxMs, 0)} ms behind its schedule (CPU ${n(r.generator.cpuPctMean, 0)} % of one CPU on average). ${tails}.`;
@@ -569,9 +582,9 @@ delivery id), routed to Alertmanager and to a Flux Receiver stand-in.
 | latency, from each request's scheduled send to its answer | p50 ${n(r.latencyMs.p50, 2)} ms, p90 ${n(r.latencyMs.p90, 2)} ms, p99 ${n(r.latencyMs.p99, 2)} ms, p99.9 ${n(r.latencyMs.p999, 2)} ms, max ${n(r.latencyMs.max, 1)} ms |
 | latency, from handing the request to a socket | p50 ${n(r.latencyMs.sendP50, 2)} ms, p99 ${n(r.latencyMs.sendP99, 2)} ms |
 | RSS slope after ${s.warmupS} s warm-up | ${signed(r.rss.slopeMbPerHour, 2)} MB/hour (least squares over ${r.rss.n} samples, R² ${n(r.rss.r2, 2)}); ${n(r.rss.firstMb, 1)} → ${n(r.rss.lastMb, 1)} MB, max ${n(r.rss.maxMb, 1)} MB |
-| open FDs slope after warm-up | ${signed(r.fds.slopePerHour, 1)} per hour (R² ${n(r.fds.r2, 2)}); ${n(r.fds.first)} → ${n(r.fds.last)}, max ${n(r.fds.max)} |
+| open FDs slope after warm-up | ${signed(r.fds.slopePerHour, 1)} per hour (R² ${n(r.fds.r2, 2)}); ${n(r.fds.first)} → ${n(r.fds.last)}, max ${n(r.fds.max)}. Less the generator's connections (up to ${n(r.fds.ingestConnsMax)}, opened while answers were slow, closed by the relay after \`idleTimeout\`): ${signed(r.fds.otherSlopePerHour, 1)} per hour (R² ${n(r.fds.otherR2, 2)}); ${n(r.fds.otherFirst)} → ${n(r.fds.otherLast)} |
 | queue depth, max | ${n(r.queueMax)} deliveries; after the load the queues were ${r.drained ? `empty ${n(r.drainS, 1)} s later` : `**not empty** after ${n(r.drainS, 0)} s`} |
-| CPU, mean over the load | fluxrelay ${n(r.relayCpuPctMean, 1)} % of one CPU, load generator ${n(r.generator.cpuPctMean, 1)} % |
+| CPU, mean over the load | fluxrelay ${n(r.relayCpuPctMean, 1)} % of one CPU (${n(r.relayCpuPctAmUp, 1)} % in samples with Alertmanager running, ${n(r.relayCpuPctAmDown, 1)} % with it stopped), load generator ${n(r.generator.cpuPctMean, 1)} % |
 | bottleneck | ${bottleneck} |
 
 | events | sent | 2xx | 503 | other / no answer | lost | delivered without a 2xx |
@@ -585,9 +598,12 @@ read back from Alertmanager's \`/api/v2/alerts\` (Alertmanager's \`resolve_timeo
 run, so none has ended); every push has its own \`X-GitHub-Delivery\`, and the Receiver stand-in
 counts the reconciles per id. A re-sent alert merges into the one Alertmanager has, so duplicates
 there are \`alertmanager_alerts_received_total\` minus the distinct alerts; the stand-in counts
-its duplicates directly. "Delivered without a 2xx": the relay stored the event but the generator
-saw no 2xx (a timeout or reset), which is not a loss. fluxrelay's own view: events dropped by
-filters or dedup ${n(r.relayDropped)}, dead letters ${n(r.relayDeadLetters)}.
+its duplicates directly. A duplicate is at-least-once at work: a request Alertmanager read only
+after its SIGCONT, when the relay had already timed out on it (\`timeout: 5s\`) and scheduled the
+batch again (fluxrelay counted ${n(r.relayRetries)} delivery attempts as \`retry\`). "Delivered
+without a 2xx": the relay stored the event but the generator saw no 2xx (a timeout or reset),
+which is not a loss. fluxrelay's own view: events dropped by filters or dedup
+${n(r.relayDropped)}, dead letters ${n(r.relayDeadLetters)}.
 
 ## Over time (every ${s.sampleS} s; grey: Alertmanager stopped)
 

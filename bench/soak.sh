@@ -10,19 +10,22 @@
 # and FD slopes (least squares after the warm-up). Written to bench/soak.md, with the plots
 # (gnuplot) in bench/soak/*.png and the samples in bench/soak/samples.csv.
 #
-#   bench/soak.sh                          20 minutes against build/fluxrelay (builds it when missing)
+#   bench/soak.sh                          20 minutes against build/fluxrelay (brought up to date first)
 #   SOAK_MINUTES=2 FLUXRELAY_BIN=path/to/fluxrelay bench/soak.sh      a quick try
 #
 # Environment (defaults in brackets):
-#   FLUXRELAY_BIN [build/fluxrelay]   the relay to measure (copied first: a rebuild mid-run changes nothing)
+#   FLUXRELAY_BIN            the relay to measure instead of build/fluxrelay (copied first: a rebuild
+#                            mid-run changes nothing)
 #   SOAK_MINUTES [20]        how long the load runs
 #   SOAK_RATE [300]          requests/s, open loop
 #   SOAK_AM_PERIOD [120]     seconds between Alertmanager stops; SOAK_AM_DOWN [30] seconds stopped each time;
-#                            SOAK_AM_FIRST [60] the first stop (a 2-minute run has one stop at 60–90 s); 0 = never
+#                            SOAK_AM_FIRST [60] the first stop (a 2-minute run has one stop at 60–90 s);
+#                            SOAK_AM_DOWN=0: never stopped
 #   SOAK_SAMPLE [5]          seconds between samples
 #   SOAK_WARMUP [120, at most a quarter of the run]  seconds left out of the slopes
 #   SOAK_DRAIN_TIMEOUT [600] seconds to wait after the load for the queues to empty
 #   SOAK_OUT [bench]         where soak.md and soak/ go
+#   SOAK_KEEP                set: keep the scratch folder (configs, logs, the spool) and say where
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
@@ -66,11 +69,12 @@ done
 if [ -n "${FLUXRELAY_BIN:-}" ]; then
   binary=$FLUXRELAY_BIN
 else
+  # build/ as make build configures it; ninja brings the binary up to date with this tree.
   binary=$repo/build/fluxrelay
-  if [ ! -x "$binary" ]; then
-    log "no build/fluxrelay: building it (make build)"
-    make build >/dev/null
-  fi
+  scripts/install-deps.sh --build >/dev/null
+  [ -f build/build.ninja ] || cmake -G Ninja -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  log "building build/fluxrelay"
+  ninja -C build -j "${JOBS:-$(nproc)}" fluxrelay >/dev/null
 fi
 [ -x "$binary" ] || die "no fluxrelay binary at $binary"
 binary=$(readlink -f "$binary")
@@ -232,7 +236,7 @@ plot() {  # FILE TITLE YLABEL PLOT-CLAUSES
 set terminal pngcairo size 1000,360 font "sans,10" noenhanced
 set output "$out/soak/$1"
 set datafile separator ","
-set key autotitle columnhead top left
+set key below horizontal
 set title "$2"
 set xlabel "seconds since the load started"
 set ylabel "$3"
@@ -245,7 +249,8 @@ GP
 }
 csv="$out/soak/samples.csv"
 plot rss.png "fluxrelay resident memory" "MB" "'$csv' using 1:11 with lines lw 2 title 'RSS'"
-plot fds.png "fluxrelay open file descriptors" "FDs" "'$csv' using 1:12 with lines lw 2 title 'open FDs'"
+plot fds.png "fluxrelay open file descriptors" "FDs" \
+  "'$csv' using 1:12 with lines lw 2 title 'open FDs', '' using 1:21 with lines lw 2 title 'less the generator connections', '' using 1:20 with lines title 'generator connections'"
 plot p99.png "ingest latency p99 per ${SOAK_SAMPLE} s interval" "ms" \
   "'$csv' using 1:7 with lines lw 2 title 'p99 from scheduled send', '' using 1:8 with lines title 'p99 from socket send', '' using 1:6 with lines title 'p50'"
 plot queue.png "deliveries queued (fluxrelay_queue_depth)" "deliveries" \
@@ -256,5 +261,5 @@ log "written to $out/soak.md and $out/soak/"
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const d = r.duplicates.alertmanager + r.duplicates.receiver;
-  console.error(`soak: ${r.achievedSendRate.toFixed(1)} requests/s; sent ${r.sent}, accepted ${r.accepted}, 503 ${r.rejected503}; lost ${r.lost}, duplicates ${d}; RSS ${r.rss.slopeMbPerHour.toFixed(2)} MB/h, FDs ${r.fds.slopePerHour.toFixed(1)}/h; p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms`);
+  console.error(`soak: ${r.achievedSendRate.toFixed(1)} requests/s; sent ${r.sent}, accepted ${r.accepted}, 503 ${r.rejected503}; lost ${r.lost}, duplicates ${d}; RSS ${r.rss.slopeMbPerHour.toFixed(2)} MB/h, FDs ${r.fds.slopePerHour.toFixed(1)}/h (${r.fds.otherSlopePerHour.toFixed(1)}/h less the generator connections); p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms`);
   process.exit(r.lost > 0 || !r.drained ? 1 : 0);' "$work/summary.json"
