@@ -531,7 +531,8 @@ private:
             route.source = *source;
             auto it = sourceTypes_.find(*source);
             if (it == sourceTypes_.end()) {
-                reader_.error(valueMark(*fields->find("source")), label + ": unknown source " + inQuotes(*source));
+                reader_.error(valueMark(*fields->find("source")), label + ": unknown source " + inQuotes(*source) +
+                                                                      didYouMean(*source, namesOf(sourceTypes_)));
             } else {
                 sourceType = it->second;
             }
@@ -548,6 +549,13 @@ private:
         config_.routes.push_back(std::move(route));
     }
 
+    template <class Map>
+    static std::vector<std::string_view> namesOf(const Map& named) {
+        std::vector<std::string_view> names;
+        for (const auto& entry : named) names.push_back(entry.first);
+        return names;
+    }
+
     void parseRouteTargets(const Fields& fields, const std::string& label, std::optional<SourceType> sourceType,
                            RouteConfig& route) {
         if (!reader_.present(fields, "targets", "route")) return;
@@ -558,7 +566,8 @@ private:
         for (Item& item : *items) {
             auto it = targetTypes_.find(item.text);
             if (it == targetTypes_.end()) {
-                reader_.error(item.mark, label + ": unknown target " + inQuotes(item.text));
+                reader_.error(item.mark, label + ": unknown target " + inQuotes(item.text) +
+                                             didYouMean(item.text, namesOf(targetTypes_)));
             } else if (!seen.insert(item.text).second) {
                 reader_.error(item.mark, label + ": target " + inQuotes(item.text) + " is listed twice");
             } else if (sourceType && it->second && !takesEventsOf(*it->second, *sourceType)) {

@@ -25,16 +25,12 @@ bool validEnvName(std::string_view name) {
                        [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
-// A misspelt case ("tokenfile") is the most common unknown key: name the right one.
+// A misspelt key ("tokenfile", "eventSeverty") is the most common unknown one: name the right one.
 std::string unknownKeyMessage(const std::string& name, std::string_view context, Keys keys,
                               std::span<const TypedKey> typedKeys) {
-    std::string message = "unknown key " + inQuotes(name) + " in " + std::string(context);
     std::vector<std::string_view> all(keys.begin(), keys.end());
     for (const TypedKey& typed : typedKeys) all.push_back(typed.key);
-    for (std::string_view key : all) {
-        if (equalsIgnoreCase(key, name)) return message + " (did you mean " + inQuotes(key) + "?)";
-    }
-    return message;
+    return "unknown key " + inQuotes(name) + " in " + std::string(context) + didYouMean(name, all);
 }
 
 // Where each of the first `limit` documents of a YAML stream starts: the mark of its root node (or
@@ -93,6 +89,11 @@ const Entry* Fields::find(std::string_view name) const {
 YAML::Mark valueMark(const Entry& entry) { return entry.value.IsNull() ? entry.key.Mark() : entry.value.Mark(); }
 
 std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+std::string didYouMean(std::string_view name, std::span<const std::string_view> known) {
+    const std::optional<std::string_view> closest = closestMatch(name, known);
+    return closest ? " (did you mean " + inQuotes(*closest) + "?)" : std::string();
+}
 
 Reader::Reader(std::string file, std::filesystem::path folder, Scope scope)
     : file_(std::move(file)), folder_(std::move(folder)), scope_(scope) {}

@@ -66,6 +66,8 @@ struct MapItem {
 YAML::Mark valueMark(const Entry& entry);
 
 std::string inQuotes(std::string_view text);
+// " (did you mean 'X'?)" when one of `known` is close to `name` (closestMatch), else "".
+std::string didYouMean(std::string_view name, std::span<const std::string_view> known);
 
 template <class T>
 void set(T& out, std::optional<T> value) {
@@ -131,12 +133,14 @@ public:
         std::optional<std::string> text = string(fields, key);
         if (!text) return std::nullopt;
         std::string names;
+        std::vector<std::string_view> known;
         for (const auto& [name, value] : choices) {
             if (*text == name) return value;
             names += (names.empty() ? "" : ", ") + std::string(name);
+            known.push_back(name);
         }
-        error(valueMark(*fields.find(key)),
-              "invalid " + std::string(key) + " " + inQuotes(*text) + " (one of: " + names + ")");
+        error(valueMark(*fields.find(key)), "invalid " + std::string(key) + " " + inQuotes(*text) +
+                                                didYouMean(*text, known) + " (one of: " + names + ")");
         return std::nullopt;
     }
 

@@ -1,7 +1,8 @@
-// ASCII folding and UTF-8 sequence checks.
+// ASCII folding, nearest names, and UTF-8 sequence checks.
 #include "core/text.hpp"
 
 #include <algorithm>
+#include <vector>
 
 namespace fluxrelay {
 
@@ -16,6 +17,46 @@ std::string asciiLowered(std::string_view text) {
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     return a.size() == b.size() &&
            std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return asciiLower(x) == asciiLower(y); });
+}
+
+namespace {
+
+// Optimal string alignment distance over the ASCII-lowered texts.
+std::size_t editDistance(std::string_view a, std::string_view b) {
+    const std::string x = asciiLowered(a);
+    const std::string y = asciiLowered(b);
+    std::vector<std::vector<std::size_t>> d(x.size() + 1, std::vector<std::size_t>(y.size() + 1));
+    for (std::size_t i = 0; i <= x.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= y.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= x.size(); ++i) {
+        for (std::size_t j = 1; j <= y.size(); ++j) {
+            const std::size_t replace = x[i - 1] == y[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + replace});
+            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1]) {
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    return d[x.size()][y.size()];
+}
+
+}  // namespace
+
+std::optional<std::string_view> closestMatch(std::string_view name, std::span<const std::string_view> candidates) {
+    for (std::string_view candidate : candidates) {
+        if (equalsIgnoreCase(candidate, name)) return candidate;
+    }
+    const std::size_t allowed = std::min<std::size_t>(2, name.size() / 3);
+    std::optional<std::string_view> best;
+    std::size_t bestDistance = allowed + 1;
+    for (std::string_view candidate : candidates) {
+        const std::size_t distance = editDistance(name, candidate);
+        if (distance < bestDistance) {
+            best = candidate;
+            bestDistance = distance;
+        }
+    }
+    return best;
 }
 
 std::size_t utf8SequenceLength(std::string_view text) {

@@ -267,6 +267,36 @@ TEST_CASE("each kind of error is reported at its exact line and column") {
     targets: [am]
 )") == errors({"test.yaml:11:25: unknown key 'Mode' in dedup (did you mean 'mode'?)"}));
     }
+    SUBCASE("a misspelt key, enum value, type or name: the nearest known one is suggested") {
+        CHECK(errorsOf(kSourcesAndTargets + R"(  - name: r
+    source: flux
+    eventSeverty: error
+    targets: [am]
+)") == errors({"test.yaml:11:5: unknown key 'eventSeverty' in route (did you mean 'eventSeverity'?)"}));
+        CHECK(errorsOf(kSourcesAndTargets + R"(  - name: r
+    source: flux
+    eventSeverity: eror
+    targets: [stauts]
+)") == errors({"test.yaml:11:20: invalid eventSeverity 'eror' (did you mean 'error'?) (one of: info, error)",
+                "test.yaml:12:15: route 'r': unknown target 'stauts' (did you mean 'status'?)"}));
+        CHECK(errorsOf(R"(sources:
+  - {name: flux, type: flx, path: /flux/events}
+targets:
+  - {name: am, type: alertmanger, address: "http://127.0.0.1:9093/api/v2/alerts"}
+routes:
+  - {name: r, source: fluxx, targets: [am]}
+)") == errors({"test.yaml:2:24: invalid type 'flx' (did you mean 'flux'?) (one of: flux, github)",
+               "test.yaml:4:22: invalid type 'alertmanger' (did you mean 'alertmanager'?) (one of: alertmanager, "
+               "github, flux-receiver, kubernetes)",
+               "test.yaml:6:23: route 'r': unknown source 'fluxx' (did you mean 'flux'?)"}));
+    }
+    SUBCASE("a name far from every known one gets no suggestion") {
+        CHECK(errorsOf(kSourcesAndTargets + R"(  - name: r
+    source: flux
+    retries: 3
+    targets: [am]
+)") == errors({"test.yaml:11:5: unknown key 'retries' in route"}));
+    }
     SUBCASE("bad duration") {
         CHECK(errorsOf(kSourcesAndTargets + R"(  - name: r
     source: flux
@@ -293,7 +323,7 @@ TEST_CASE("each kind of error is reported at its exact line and column") {
         CHECK(errorsOf(kSourcesAndTargets + R"(  - name: r
     source: flux2
     targets: [am]
-)") == errors({"test.yaml:10:13: route 'r': unknown source 'flux2'"}));
+)") == errors({"test.yaml:10:13: route 'r': unknown source 'flux2' (did you mean 'flux'?)"}));
     }
     SUBCASE("missing environment variable") {
         unsetenv("FLUXRELAY_TEST_UNSET");
@@ -348,7 +378,7 @@ routes:
     exclusionList: ["dial.*tcp.*(timeout"]
     targets: [am, pagerduty]
 )") == errors({
-           "test.yaml:3:3: unknown key 'listne' in server",
+           "test.yaml:3:3: unknown key 'listne' in server (did you mean 'listen'?)",
            "test.yaml:12:14: invalid duration '5 parsecs' for 'timeout' (expected e.g. 30s, 5m, 1h30m)",
            "test.yaml:13:24: environment variable 'FLUXRELAY_TEST_UNSET' is not set",
            "test.yaml:17:21: invalid regular expression 'dial.*tcp.*(timeout': missing ): dial.*tcp.*(timeout",
