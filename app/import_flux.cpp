@@ -3,12 +3,8 @@
 #include "app/import_flux.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -19,6 +15,7 @@
 
 #include "config/loader.hpp"
 #include "core/duration.hpp"
+#include "core/file.hpp"
 
 namespace fluxrelay {
 
@@ -1008,14 +1005,13 @@ int runImportFlux(const std::vector<std::string>& files) {
     std::vector<Manifest> manifests;
     bool unreadable = false;
     for (const auto& file : files) {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) {
-            std::fprintf(stderr, "import-flux: cannot read %s: %s\n", file.c_str(), std::strerror(errno));
+        FileContent content = readWholeFile(file);
+        if (!content.ok()) {
+            std::fprintf(stderr, "import-flux: cannot read %s: %s\n", file.c_str(), content.error.c_str());
             unreadable = true;
             continue;
         }
-        manifests.push_back(
-            {file, std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>())});
+        manifests.push_back({file, std::move(content.bytes)});
     }
     if (unreadable) return 1;
     const ImportResult result = importFlux(manifests);

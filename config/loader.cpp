@@ -13,6 +13,7 @@
 #include "config/route_filters.hpp"
 #include "config/secret_files.hpp"
 #include "config/yaml_reader.hpp"
+#include "core/file.hpp"
 
 namespace fluxrelay {
 
@@ -630,10 +631,9 @@ std::vector<ConfigDiagnostic> checkConfigText(const std::string& text, const std
 }
 
 ConfigPtr loadConfigFile(const std::string& path) {
-    std::string why;
-    std::optional<std::string> text = readWholeFile(path, why);
-    if (!text) throw ConfigError({{path, 1, 1, "cannot read the configuration: " + why}});
-    return loadConfigText(*text, path);
+    const FileContent text = readWholeFile(path);
+    if (!text.ok()) throw ConfigError({{path, 1, 1, "cannot read the configuration: " + text.error}});
+    return loadConfigText(text.bytes, path);
 }
 
 }  // namespace fluxrelay

@@ -11,13 +11,11 @@
 #include <memory>
 #include <system_error>
 
+#include "core/file.hpp"
+
 namespace fluxrelay::config_reading {
 
 namespace {
-
-struct FileCloser {
-    void operator()(std::FILE* file) const { std::fclose(file); }
-};
 
 // Who else may touch a secret file. Refused: a file every user may write, since whoever rewrites
 // it can forge events or capture tokens. Warned about: one others may read, or the group may
@@ -78,28 +76,6 @@ std::string cannotRead(std::string_view key, const std::string& path, const std:
 
 }  // namespace
 
-std::optional<std::string> readWholeFile(const std::string& path, std::string& why) {
-    std::error_code ignored;
-    if (std::filesystem::is_directory(path, ignored)) {
-        why = "is a directory";
-        return std::nullopt;
-    }
-    const std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-    if (!file) {
-        why = std::generic_category().message(errno);
-        return std::nullopt;
-    }
-    std::string content;
-    char buffer[4096];
-    std::size_t count = 0;
-    while ((count = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) content.append(buffer, count);
-    if (std::ferror(file.get())) {
-        why = "read error";
-        return std::nullopt;
-    }
-    return content;
-}
-
 std::optional<std::string> readableFile(Reader& reader, const Fields& fields, std::string_view key) {
     std::optional<std::string> path = reader.string(fields, key);
     if (!path) return std::nullopt;
@@ -108,10 +84,9 @@ std::optional<std::string> readableFile(Reader& reader, const Fields& fields, st
         return std::nullopt;
     }
     const std::string resolved = reader.resolve(*path);
-    std::string why;
     if (reader.scope() == Reader::Scope::textOnly) return resolved;
-    if (!readWholeFile(resolved, why)) {
-        reader.error(fields.find(key)->key.Mark(), cannotRead(key, resolved, why));
+    if (const FileContent file = readWholeFile(resolved); !file.ok()) {
+        reader.error(fields.find(key)->key.Mark(), cannotRead(key, resolved, file.error));
     } else if (key == "keyFile") {
         checkSecretFile(reader, *fields.find(key), key, resolved);
     }
@@ -138,17 +113,16 @@ std::string readSecret(Reader& reader, const Fields& fields, std::string_view in
     const std::string resolved = reader.resolve(*path);
     // Not empty, so that the checks of who needs a secret see one.
     if (reader.scope() == Reader::Scope::textOnly) return "(not read)";
-    std::string why;
-    std::optional<std::string> content = readWholeFile(resolved, why);
-    if (!content) {
-        reader.error(fileEntry->key.Mark(), cannotRead(fileKey, resolved, why));
+    FileContent file = readWholeFile(resolved);
+    if (!file.ok()) {
+        reader.error(fileEntry->key.Mark(), cannotRead(fileKey, resolved, file.error));
         return {};
     }
     checkSecretFile(reader, *fileEntry, fileKey, resolved);
-    trimSecret(*content, trim);
-    if (content->empty())
+    trimSecret(file.bytes, trim);
+    if (file.bytes.empty())
         reader.error(fileEntry->key.Mark(), std::string(fileKey) + " " + inQuotes(resolved) + " is empty");
-    return *content;
+    return std::move(file.bytes);
 }
 
 }  // namespace fluxrelay::config_reading

@@ -10,9 +10,6 @@
 
 namespace fluxrelay::config_reading {
 
-// The file's bytes; nullopt with `why` when it cannot be read.
-std::optional<std::string> readWholeFile(const std::string& path, std::string& why);
-
 // How a secret file's end is cleaned up: an editor's final newline is never part of a secret, but
 // some secrets (an HMAC key) keep any other whitespace.
 enum class SecretTrim { trailingWhitespace, oneLineEnding };

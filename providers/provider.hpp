@@ -145,7 +145,10 @@ protected:
     const TargetConfig target_;
 
 private:
+    bool ownHeader(std::string_view name) const;
+
     Traits traits_;
+    std::vector<std::pair<std::string, std::string>> sentHeaders_;  // the configured ones not shadowed
 };
 
 // The one registration table: target type → provider.

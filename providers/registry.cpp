@@ -205,25 +205,27 @@ Provider::Provider(TargetConfig target, Traits traits) : target_(std::move(targe
     for (const std::string_view framing : {"Host", "Content-Length", "Transfer-Encoding"}) {
         traits_.ownHeaders.emplace_back(framing);
     }
+    // Decided once: every request of the target sends the same ones.
+    for (const auto& header : target_.headers) {
+        if (!ownHeader(header.first)) sentHeaders_.push_back(header);
+    }
+}
+
+bool Provider::ownHeader(std::string_view name) const {
+    return std::any_of(traits_.ownHeaders.begin(), traits_.ownHeaders.end(),
+                       [name](const std::string& mine) { return equalsIgnoreCase(mine, name); });
 }
 
 std::vector<std::string> Provider::shadowedHeaders() const {
     std::vector<std::string> shadowed;
-    for (const auto& [name, value] : target_.headers) {
-        const auto own = std::find_if(traits_.ownHeaders.begin(), traits_.ownHeaders.end(),
-                                      [&name = name](const std::string& mine) { return equalsIgnoreCase(mine, name); });
-        if (own != traits_.ownHeaders.end()) shadowed.push_back(name);
+    for (const auto& header : target_.headers) {
+        if (ownHeader(header.first)) shadowed.push_back(header.first);
     }
     return shadowed;
 }
 
 void Provider::addConfiguredHeaders(HttpRequest& request) const {
-    const std::vector<std::string> shadowed = shadowedHeaders();
-    for (const auto& [name, value] : target_.headers) {
-        if (std::find(shadowed.begin(), shadowed.end(), name) == shadowed.end()) {
-            request.headers.emplace_back(name, value);
-        }
-    }
+    request.headers.insert(request.headers.end(), sentHeaders_.begin(), sentHeaders_.end());
 }
 
 bool Provider::hasAuthorization(const TargetConfig& target) {
