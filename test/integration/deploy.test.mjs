@@ -1,19 +1,22 @@
 // deploy/: every Kustomize folder renders and lints; the rendered objects carry what the relay
 // needs (probes, non-root, limits, ports and files matching its config); the configs they ship
-// pass check-config; the dashboard and the alerts name only metrics a live relay exports; and the
-// image's build script gives a binary whose libraries the runtime stage installs.
+// pass check-config; the TLS variant is the base plus HTTPS and serves it when run; the dashboard
+// and the alerts name only metrics a live relay exports; and the image's build script gives a
+// binary whose libraries the runtime stage installs.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import https from 'node:https';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
-import { cleanup, fluxEvent, freePort, makeTempDir, postEvent, relayBinary, repoRoot, request, runRelayCommand, startRelay, waitFor } from './harness.mjs';
+import { cleanup, fluxEvent, freePort, makeTempDir, postEvent, relayBinary, repoRoot, request, runRelayCommand, signFlux, startRelay, waitFor } from './harness.mjs';
 
 const deployDir = path.join(repoRoot, 'deploy');
 const kubernetesDir = path.join(deployDir, 'kubernetes');
-const overlays = ['base', 'flux', 'examples/home-ops/app'];
+const overlays = ['base', 'flux', 'examples/home-ops/app', 'tls'];
 // Where the image's CMD and the Deployment expect the config folder.
 const configFolder = '/etc/fluxrelay';
 
@@ -95,15 +98,88 @@ function referencedFiles(config) {
   return out;
 }
 
-// The config's folder as the pod sees it: the config and a dummy for every projected secret.
-async function layOutConfigFolder(relay) {
-  const dir = await makeTempDir('fluxrelay-it-deploy-');
+// The content of each projected Secret file, in a folder laid out as in the pod: `tls.crt`,
+// `tls.key` and `ca.crt` keys get `pki`'s (see issueCertificate), the HMAC key Secret `hmacKey`,
+// every other key a dummy.
+function secretFiles(relay, { pki = {}, hmacKey } = {}) {
+  const files = {};
   for (const [file, source] of relay.files) {
+    if (!source.secret) continue;
+    if (source.key in pki) files[file] = pki[source.key];
+    else if (hmacKey && source.secret === 'fluxrelay-hmac') files[file] = hmacKey;
+    else files[file] = `dummy-${source.secret}-${source.key}\n`;
+  }
+  return files;
+}
+
+// The config's folder as the pod sees it: the config and every projected secret (secretFiles).
+async function layOutConfigFolder(relay, options) {
+  const dir = await makeTempDir('fluxrelay-it-deploy-');
+  const files = { [relay.configFile]: relay.configText, ...secretFiles(relay, options) };
+  for (const [file, content] of Object.entries(files)) {
     const target = path.join(dir, file);
     await fsp.mkdir(path.dirname(target), { recursive: true });
-    await fsp.writeFile(target, source.configMap ? relay.configText : `dummy-${source.secret}-${source.key}\n`, { mode: 0o600 });
+    await fsp.writeFile(target, content, { mode: 0o600 });
   }
   return { dir, configFile: path.join(dir, relay.configFile) };
+}
+
+// The overlay's config, runnable here: loopback listeners, a temp storage folder, its Alertmanager
+// on a free (unreachable) loopback port, and an API server address for `kubernetes` targets (outside
+// a pod there is none to default to). Only those lines change.
+async function localConfigText(relay) {
+  let text = relay.configText;
+  for (const [from, to] of [
+    [relay.config.server.listen, `127.0.0.1:${await freePort()}`],
+    [relay.config.admin.listen, `127.0.0.1:${await freePort()}`],
+    [`path: ${relay.config.storage.path}`, 'path: ./data'],
+    ['alertmanager-operated.monitoring.svc.cluster.local:9093', `127.0.0.1:${await freePort()}`],
+  ]) {
+    assert.ok(text.includes(from), `the config contains ${from}`);
+    text = text.replace(from, to);
+  }
+  const kubernetesTarget = /^( +)type: kubernetes\b.*$/m;
+  assert.match(text, kubernetesTarget);
+  return text.replace(kubernetesTarget, `$1type: kubernetes\n$1address: http://127.0.0.1:${await freePort()}`);
+}
+
+// A CA and a server certificate it signed, as cert-manager's CA issuer fills a Certificate's
+// Secret: {'tls.crt', 'tls.key', 'ca.crt'} (PEM), for `dnsNames` plus localhost and 127.0.0.1.
+// Made with the openssl CLI, as in tls.test.mjs.
+async function issueCertificate(dnsNames) {
+  const dir = await makeTempDir('fluxrelay-it-deploy-pki-');
+  const openssl = (...args) => promisify(execFile)('openssl', args, { cwd: dir });
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  const names = [...dnsNames, 'localhost'].map((name) => `DNS:${name}`).join(', ');
+  await fsp.writeFile(
+    path.join(dir, 'openssl.cnf'),
+    '[req]\ndistinguished_name = dn\n[dn]\n[ca]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign\n' +
+      `[server]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\nsubjectAltName = ${names}, IP:127.0.0.1\n`,
+  );
+  await openssl('req', '-x509', ...key, '-config', 'openssl.cnf', '-extensions', 'ca', '-subj', '/CN=deploy test CA', '-days', '2', '-keyout', 'ca.key', '-out', 'ca.crt');
+  await openssl('req', '-new', ...key, '-config', 'openssl.cnf', '-subj', `/CN=${dnsNames[0]}`, '-keyout', 'tls.key', '-out', 'tls.csr');
+  await openssl('x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', '4243', '-days', '2', '-extfile', 'openssl.cnf', '-extensions', 'server', '-out', 'tls.crt');
+  const pki = {};
+  for (const file of ['tls.crt', 'tls.key', 'ca.crt']) pki[file] = await fsp.readFile(path.join(dir, file), 'utf8');
+  return pki;
+}
+
+// An HTTPS request that verifies the server as Flux's Provider does: against `ca` only, for the
+// host name `servername` (whatever address it connects to). Returns {status, text}.
+function httpsRequest(url, { ca, servername, method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca, servername, agent: false, timeout: 10_000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        text += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer within 10 s`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 // Metric names a PromQL expression reads: identifiers that are not functions, keywords, labels
@@ -172,14 +248,14 @@ describe('deploy/kubernetes', () => {
 
   it('leaves nothing for Flux post-build substitution to eat, except on purpose', () => {
     // A Flux Kustomization with postBuild replaces every ${VAR}, also inside the ConfigMaps.
-    for (const overlay of ['base', 'flux']) {
+    for (const overlay of ['base', 'flux', 'tls']) {
       assert.doesNotMatch(JSON.stringify(rendered.get(overlay)), /\$\{/, `${overlay} has no \${...}`);
     }
     const homeOps = JSON.stringify(rendered.get('examples/home-ops/app'));
     assert.deepEqual([...new Set(homeOps.match(/\$\{\w+\}/g))], ['${SECRET_DOMAIN}']);
   });
 
-  for (const overlay of ['base', 'examples/home-ops/app']) {
+  for (const overlay of ['base', 'examples/home-ops/app', 'tls']) {
     describe(overlay, () => {
       let objects;
       let relay;
@@ -227,6 +303,7 @@ describe('deploy/kubernetes', () => {
         assert.equal(container.startupProbe.httpGet.path, '/healthz');
         for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe]) {
           assert.equal(portOf(probe), ingest.port, 'probes go to the ingest listener');
+          assert.equal(probe.httpGet.scheme ?? 'HTTP', config.server.tls ? 'HTTPS' : 'HTTP', 'probes speak what the ingest listener speaks');
         }
         const service = find(objects, 'Service', 'fluxrelay');
         assert.deepEqual(
@@ -248,7 +325,9 @@ describe('deploy/kubernetes', () => {
       });
 
       it('passes check-config with the files laid out as in the pod', async () => {
-        const { configFile } = await layOutConfigFolder(relay);
+        // TLS files are read for real: a certificate for the Service's names stands in for cert-manager's.
+        const pki = relay.config.server.tls ? await issueCertificate(['fluxrelay.flux-system.svc']) : {};
+        const { configFile } = await layOutConfigFolder(relay, { pki });
         const result = await runRelayCommand(['check-config', configFile]);
         assert.equal(result.code, 0, `check-config:\n${result.stdout}${result.stderr}`);
       });
@@ -357,6 +436,128 @@ describe('deploy/kubernetes', () => {
 
 // ---------------------------------------------------------------------------------------------
 
+describe('deploy/kubernetes/tls: the base and flux folders, with HTTPS on the ingest listener', () => {
+  let objects;
+  let relay;
+  let base;
+  let certificate;
+  let provider;
+  const keyOf = (o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+  before(() => {
+    objects = parseYamlDocuments(render('tls'));
+    relay = relayOf(objects);
+    base = relayOf(parseYamlDocuments(render('base')));
+    certificate = find(objects, 'Certificate');
+    provider = find(objects, 'Provider', 'fluxrelay');
+  });
+
+  it("runs the base's config with server.tls added, and nothing else changed", () => {
+    assert.equal(base.config.server.tls, undefined, 'the base serves plain HTTP');
+    assert.ok(relay.config.server.tls, 'the TLS config sets server.tls');
+    const { tls, ...server } = relay.config.server;
+    assert.deepEqual({ ...relay.config, server }, base.config, 'config.yaml is the base one plus server.tls');
+    assert.deepEqual(Object.keys(tls).sort(), ['certFile', 'keyFile'], 'no clientCAFile: Flux presents no client certificate');
+    assert.equal(relay.config.admin.tls, undefined, 'admin stays HTTP, for the PodMonitor');
+    assert.deepEqual(find(objects, 'PodMonitor').spec.podMetricsEndpoints.map((e) => e.scheme ?? 'http'), ['http']);
+  });
+
+  it('renders the base and flux objects, changing only the Deployment, the config and the Provider', () => {
+    const expected = new Map([...parseYamlDocuments(render('base')), ...parseYamlDocuments(render('flux'))].map((o) => [keyOf(o), o]));
+    const changed = new Set(['Deployment/flux-system/fluxrelay', 'ConfigMap/flux-system/fluxrelay-config', 'Provider/flux-system/fluxrelay']);
+    const actual = new Map(objects.map((o) => [keyOf(o), o]));
+    assert.deepEqual([...actual.keys()].filter((key) => !expected.has(key)), [keyOf(certificate)], 'one object more: the Certificate');
+    assert.deepEqual([...expected.keys()].filter((key) => !actual.has(key)), [], 'nothing of base and flux is left out');
+    for (const [key, object] of expected) {
+      if (!changed.has(key)) assert.deepEqual(actual.get(key), object, `${key} is the same`);
+    }
+    // The Deployment: the base one, plus the TLS Secret in the config folder and HTTPS probes.
+    const deployment = structuredClone(relay.deployment);
+    const [container] = deployment.spec.template.spec.containers;
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) delete container[probe].httpGet.scheme;
+    const volume = deployment.spec.template.spec.volumes.find((v) => v.name === relay.mount.name);
+    const added = volume.projected.sources.filter((source) => source.secret?.name === certificate.spec.secretName);
+    assert.equal(added.length, 1);
+    volume.projected.sources = volume.projected.sources.filter((source) => !added.includes(source));
+    assert.deepEqual(deployment, base.deployment, 'the Deployment is the base one but for TLS');
+    // The Provider: the flux folder's, on https and with certSecretRef.
+    const { certSecretRef, ...spec } = provider.spec;
+    assert.ok(certSecretRef);
+    assert.deepEqual({ ...provider, spec: { ...spec, address: spec.address.replace(/^https:/, 'http:') } }, expected.get(keyOf(provider)));
+  });
+
+  it("mounts the Certificate's Secret where server.tls points", () => {
+    const { certFile, keyFile } = relay.config.server.tls;
+    for (const [file, key] of [[certFile, 'tls.crt'], [keyFile, 'tls.key']]) {
+      assert.ok(!path.isAbsolute(file), `${file} is relative to the config, as mounted`);
+      assert.deepEqual(relay.files.get(path.posix.normalize(file)), { secret: certificate.spec.secretName, key }, `${file} is ${key} of the Certificate's Secret`);
+    }
+    assert.equal(certificate.apiVersion, 'cert-manager.io/v1');
+    assert.equal(certificate.metadata.namespace, relay.deployment.metadata.namespace);
+  });
+
+  it("issues the certificate for the Service's names, from an issuer the user names", () => {
+    const service = find(objects, 'Service', 'fluxrelay');
+    const { name, namespace } = service.metadata;
+    assert.deepEqual(certificate.spec.dnsNames, [`${name}.${namespace}.svc`, `${name}.${namespace}.svc.cluster.local`]);
+    assert.ok(certificate.spec.usages.includes('server auth'));
+    const { kind, name: issuer } = certificate.spec.issuerRef;
+    assert.ok(['Issuer', 'ClusterIssuer'].includes(kind) && issuer, 'an issuerRef with kind and name');
+    // ca-issuer.yaml (applied separately) makes that issuer: a CA one, so the Secret gets ca.crt.
+    const issuers = parseYamlDocuments(fs.readFileSync(path.join(kubernetesDir, 'tls', 'ca-issuer.yaml'), 'utf8'));
+    const made = issuers.find((o) => o.kind === kind && o.metadata.name === issuer);
+    assert.ok(made?.spec.ca, `ca-issuer.yaml makes ${kind} ${issuer}, a CA issuer`);
+    const caCertificate = issuers.find((o) => o.kind === 'Certificate' && o.spec.secretName === made.spec.ca.secretName);
+    assert.equal(caCertificate?.spec.isCA, true, "the CA issuer's Secret is a CA Certificate's");
+    assert.ok(issuers.some((o) => o.kind === 'ClusterIssuer' && o.metadata.name === caCertificate.spec.issuerRef.name), 'which ca-issuer.yaml issues too');
+  });
+
+  it('points Flux at https:// on a name of the certificate, trusting the Secret through certSecretRef', () => {
+    const fluxSource = relay.config.sources.find((s) => s.type === 'flux');
+    const service = find(objects, 'Service', 'fluxrelay');
+    const ingestPort = service.spec.ports.find((p) => p.name === 'ingest').port;
+    const address = new URL(provider.spec.address);
+    assert.equal(address.protocol, 'https:');
+    assert.ok(certificate.spec.dnsNames.includes(address.hostname), `${address.hostname} is one of the certificate's names`);
+    assert.equal(Number(address.port), ingestPort);
+    assert.equal(address.pathname, fluxSource.path);
+    assert.equal(provider.spec.certSecretRef.name, certificate.spec.secretName, "Flux reads ca.crt from the Certificate's Secret");
+    assert.equal(relay.files.get(path.posix.normalize(fluxSource.hmacKeyFile)).secret, provider.spec.secretRef.name);
+    assert.equal(find(objects, 'Alert', 'fluxrelay').spec.providerRef.name, provider.metadata.name);
+  });
+
+  it("serves HTTPS /readyz and Flux's events with the rendered config, verified as Flux verifies it", async () => {
+    // The Secret as cert-manager's CA issuer would fill it, for the Certificate's names.
+    const pki = await issueCertificate(certificate.spec.dnsNames);
+    const hmacKey = 'deploy-test-hmac-key';
+    const running = await startRelay(await localConfigText(relay), { files: secretFiles(relay, { pki, hmacKey }), hmacKey });
+    const port = endpoint(/^ {2}listen: (\S+)/m.exec(running.configText)[1]).port;
+    const url = `https://127.0.0.1:${port}`;
+    // Flux connects to the Provider's host and trusts the Secret's ca.crt, nothing else.
+    const flux = { ca: pki['ca.crt'], servername: new URL(provider.spec.address).hostname };
+
+    const ready = await httpsRequest(`${url}/readyz`, flux);
+    assert.equal(ready.status, 200, ready.text);
+    assert.equal((await httpsRequest(`${url}/healthz`, flux)).status, 200);
+    const body = JSON.stringify(fluxEvent());
+    const event = await httpsRequest(`${url}${new URL(provider.spec.address).pathname}`, {
+      ...flux,
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Signature': signFlux(body, hmacKey) },
+      body,
+    });
+    assert.equal(event.status, 202, event.text);
+    // Verification is on: a name the certificate lacks, or another CA, is refused.
+    await assert.rejects(httpsRequest(`${url}/readyz`, { ...flux, servername: 'fluxrelay.elsewhere.svc' }), /altnames|hostname/i);
+    await assert.rejects(httpsRequest(`${url}/readyz`, { servername: flux.servername }), /self.signed|unable to (get|verify)/i);
+    // And the listener speaks nothing else.
+    await assert.rejects(request(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(5000) }));
+    await running.stop();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
 describe('dashboard and alerts against a live /metrics', () => {
   let families;
   let base;
@@ -367,25 +568,7 @@ describe('dashboard and alerts against a live /metrics', () => {
     // The base config itself, on loopback ports and a temp folder; its targets are unreachable
     // here, so the event below leaves a failed delivery attempt and every labelled series.
     const hmacKey = 'deploy-test-hmac-key';
-    let text = base.configText;
-    for (const [from, to] of [
-      [base.config.server.listen, `127.0.0.1:${await freePort()}`],
-      [base.config.admin.listen, `127.0.0.1:${await freePort()}`],
-      [`path: ${base.config.storage.path}`, 'path: ./data'],
-      ['alertmanager-operated.monitoring.svc.cluster.local:9093', `127.0.0.1:${await freePort()}`],
-    ]) {
-      assert.ok(text.includes(from), `the base config contains ${from}`);
-      text = text.replace(from, to);
-    }
-    // Outside a pod there is no API server address nor service-account CA to default to.
-    const kubernetesTarget = /^( +)type: kubernetes\b.*$/m;
-    assert.match(text, kubernetesTarget);
-    text = text.replace(kubernetesTarget, `$1type: kubernetes\n$1address: http://127.0.0.1:${await freePort()}`);
-    const files = {};
-    for (const [file, source] of base.files) {
-      if (source.secret) files[file] = source.secret === 'fluxrelay-hmac' ? hmacKey : `dummy-${source.secret}`;
-    }
-    const relay = await startRelay(text, { files, hmacKey });
+    const relay = await startRelay(await localConfigText(base), { files: secretFiles(base, { hmacKey }), hmacKey });
     const response = await postEvent(relay, '/flux/events', fluxEvent());
     assert.equal(response.status, 202, response.text);
     const scrape = await waitFor(async () => {
