@@ -15,6 +15,7 @@
 #include "app/import_flux.hpp"
 #include "app/relay.hpp"
 #include "config/loader.hpp"
+#include "config/schema.hpp"
 #include "core/file.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
@@ -38,6 +39,7 @@ Usage:
                                                             YAML on stdout; what cannot be mapped on stderr
   fluxrelay deadletters  list|replay [ID...|--all] --config FILE
                                                             list or replay dead letters of the running relay
+  fluxrelay schema                                          print the configuration's JSON Schema
   fluxrelay version                                         print the version
 
 Options:
@@ -97,7 +99,7 @@ Arguments parse(int argc, char** argv) {
             }
         } else if (args.command.empty() && args.positional.empty() && !arg.empty() && arg.front() != '-' &&
                    (arg == "serve" || arg == "check-config" || arg == "version" || arg == "deadletters" ||
-                    arg == "explain" || arg == "import-flux")) {
+                    arg == "explain" || arg == "import-flux" || arg == "schema")) {
             args.command = arg;
         } else {
             args.positional.push_back(arg);
@@ -208,6 +210,10 @@ int runCommandLine(int argc, char** argv) {
     }
     if (args.command == "version") {
         std::fprintf(stdout, "fluxrelay %s\n", FLUXRELAY_VERSION);
+        return 0;
+    }
+    if (args.command == "schema") {
+        std::fprintf(stdout, "%s\n", config_schema::jsonSchema().dump(2).c_str());
         return 0;
     }
     if (args.command == "check-config") {

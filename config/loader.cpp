@@ -11,6 +11,7 @@
 
 #include "config/addresses.hpp"
 #include "config/route_filters.hpp"
+#include "config/schema.hpp"
 #include "config/secret_files.hpp"
 #include "config/yaml_reader.hpp"
 #include "core/file.hpp"
@@ -40,6 +41,9 @@ ConfigError::ConfigError(std::vector<ConfigDiagnostic> diagnostics)
 namespace {
 
 using namespace config_reading;
+namespace schema = config_schema;
+using schema::keysOf;
+using schema::typedKeysOf;
 
 std::optional<Endpoint> listen(Reader& reader, const Fields& fields) {
     std::optional<std::string> text = reader.string(fields, "listen");
@@ -52,31 +56,6 @@ std::optional<Endpoint> listen(Reader& reader, const Fields& fields) {
     return endpoint;
 }
 
-constexpr TypedKey kSourceKeys[] = {
-    {"hmacKey", "flux"},      {"hmacKeyFile", "flux"}, {"requiredHeaders", "flux"}, {"secret", "github"},
-    {"secretFile", "github"}, {"allowSha1", "github"}, {"events", "github"},
-};
-
-constexpr TypedKey kTargetKeys[] = {
-    {"maxBatch", "alertmanager", "send one request per event"},
-    {"username", "alertmanager", "send no username and password"},
-    {"password", "alertmanager", "send no username and password"},
-    {"passwordFile", "alertmanager", "send no username and password"},
-    {"resolve", "alertmanager"},
-    {"refireInterval", "alertmanager"},
-    {"severityMap", "alertmanager"},
-    {"context", "github"},
-    {"app", "github"},
-    {"receiver", "flux-receiver"},
-    {"resources", "kubernetes"},
-};
-
-constexpr TypedKey kRouteKeys[] = {
-    {"eventSeverity", "flux"}, {"eventSources", "flux"},  {"inclusionList", "flux"}, {"exclusionList", "flux"},
-    {"match", "flux"},         {"eventMetadata", "flux"}, {"summary", "flux"},       {"dedup", "flux"},
-    {"events", "github"},      {"branches", "github"},    {"debounce", "github"},
-};
-
 // Builds the Config section by section; sources and targets come first so that routes can
 // check what they name, whatever order the file has.
 class Parser {
@@ -84,8 +63,8 @@ public:
     explicit Parser(Reader& reader) : reader_(reader) {}
 
     Config parse(const YAML::Node& root) {
-        std::optional<Fields> fields = reader_.mapping(root, root.Mark(), "configuration",
-                                                       {"server", "admin", "storage", "sources", "targets", "routes"});
+        std::optional<Fields> fields =
+            reader_.mapping(root, root.Mark(), "configuration", keysOf(schema::kConfiguration));
         if (!fields) return std::move(config_);
         if (const Entry* entry = fields->find("server")) parseServer(*entry);
         if (const Entry* entry = fields->find("admin")) parseAdmin(*entry);
@@ -106,9 +85,7 @@ private:
     // ---- server, admin, storage
 
     void parseServer(const Entry& entry) {
-        std::optional<Fields> fields = reader_.mapping(entry, "server",
-                                                       {"listen", "tls", "maxBodyBytes", "ioThreads", "maxConnections",
-                                                        "readTimeout", "idleTimeout", "writeTimeout"});
+        std::optional<Fields> fields = reader_.mapping(entry, "server", keysOf(schema::kServer));
         if (!fields) return;
         ServerConfig& server = config_.server;
         set(server.listen, listen(reader_, *fields));
@@ -123,7 +100,7 @@ private:
 
     // server.tls and admin.tls: `what` names the section in messages.
     std::optional<ServerTls> parseListenerTls(const Entry& entry, std::string_view what) {
-        std::optional<Fields> fields = reader_.mapping(entry, what, {"certFile", "keyFile", "clientCAFile"});
+        std::optional<Fields> fields = reader_.mapping(entry, what, keysOf(schema::kListenerTls));
         if (!fields) return std::nullopt;
         ServerTls tls;
         reader_.present(*fields, "certFile", what);
@@ -135,7 +112,7 @@ private:
     }
 
     void parseAdmin(const Entry& entry) {
-        std::optional<Fields> fields = reader_.mapping(entry, "admin", {"listen", "tls", "token", "tokenFile"});
+        std::optional<Fields> fields = reader_.mapping(entry, "admin", keysOf(schema::kAdmin));
         if (!fields) return;
         set(config_.admin.listen, listen(reader_, *fields));
         if (const Entry* tls = fields->find("tls")) config_.admin.tls = parseListenerTls(*tls, "admin.tls");
@@ -143,8 +120,7 @@ private:
     }
 
     void parseStorage(const Entry& entry) {
-        std::optional<Fields> fields =
-            reader_.mapping(entry, "storage", {"path", "sync", "retention", "maxQueuedDeliveries", "redis"});
+        std::optional<Fields> fields = reader_.mapping(entry, "storage", keysOf(schema::kStorage));
         if (!fields) return;
         StorageConfig& storage = config_.storage;
         // The data folder is where the process runs (like the default), not next to a config
@@ -158,9 +134,7 @@ private:
     }
 
     std::optional<RedisConfig> parseRedis(const Entry& entry) {
-        std::optional<Fields> fields =
-            reader_.mapping(entry, "storage.redis",
-                            {"url", "keyPrefix", "username", "password", "passwordFile", "claimIdle", "timeout"});
+        std::optional<Fields> fields = reader_.mapping(entry, "storage.redis", keysOf(schema::kRedis));
         if (!fields) return std::nullopt;
         RedisConfig redis;
         if (std::optional<std::string> url = reader_.required(*fields, "url", "storage.redis")) {
@@ -185,7 +159,7 @@ private:
 
     void parseSource(const YAML::Node& node) {
         std::optional<Fields> fields =
-            reader_.mapping(node, node.Mark(), "source", {"name", "type", "path", "rateLimit"}, kSourceKeys);
+            reader_.mapping(node, node.Mark(), "source", keysOf(schema::kSource), typedKeysOf(schema::kSource));
         if (!fields) return;
         SourceConfig source;
         std::optional<std::string> name = reader_.required(*fields, "name", "source");
@@ -193,7 +167,7 @@ private:
             *fields, "type", "source", {{"flux", SourceType::flux}, {"github", SourceType::github}});
         if (type) {
             source.type = *type;
-            reader_.checkApplicable(*fields, kSourceKeys, toString(*type),
+            reader_.checkApplicable(*fields, typedKeysOf(schema::kSource), toString(*type),
                                     [](std::string_view t) { return std::string(t) + " sources"; });
         }
         if (std::optional<std::string> path = reader_.required(*fields, "path", "source")) {
@@ -226,7 +200,7 @@ private:
     }
 
     std::optional<RateLimit> parseRateLimit(const Entry& entry) {
-        std::optional<Fields> fields = reader_.mapping(entry, "rateLimit", {"requestsPerSecond", "burst"});
+        std::optional<Fields> fields = reader_.mapping(entry, "rateLimit", keysOf(schema::kRateLimit));
         if (!fields || !reader_.present(*fields, "requestsPerSecond", "rateLimit")) return std::nullopt;
         std::optional<std::int64_t> rate = reader_.integer(*fields, "requestsPerSecond", 1, 1'000'000);
         std::optional<std::int64_t> burst = reader_.integer(*fields, "burst", 1, 1'000'000);
@@ -252,11 +226,8 @@ private:
     // ---- targets
 
     void parseTarget(const YAML::Node& node) {
-        std::optional<Fields> fields = reader_.mapping(
-            node, node.Mark(), "target",
-            {"name", "type", "address", "timeout", "caFile", "certFile", "keyFile", "insecureSkipVerify", "proxy",
-             "proxyCredentialsFile", "headers", "retry", "concurrency", "token", "tokenFile"},
-            kTargetKeys);
+        std::optional<Fields> fields =
+            reader_.mapping(node, node.Mark(), "target", keysOf(schema::kTarget), typedKeysOf(schema::kTarget));
         if (!fields) return;
         TargetConfig target;
         std::optional<std::string> name = reader_.required(*fields, "name", "target");
@@ -268,7 +239,7 @@ private:
                                                 {"kubernetes", TargetType::kubernetes}});
         if (type) {
             target.type = *type;
-            reader_.checkApplicable(*fields, kTargetKeys, toString(*type),
+            reader_.checkApplicable(*fields, typedKeysOf(schema::kTarget), toString(*type),
                                     [](std::string_view t) { return std::string(t) + " targets"; });
         }
         parseAddress(*fields, type, target);
@@ -393,8 +364,7 @@ private:
     }
 
     void parseRetry(const Entry& entry, RetryPolicy& retry) {
-        std::optional<Fields> fields =
-            reader_.mapping(entry, "retry", {"maxAttempts", "maxAge", "initialInterval", "maxInterval"});
+        std::optional<Fields> fields = reader_.mapping(entry, "retry", keysOf(schema::kRetry));
         if (!fields) return;
         setNumber(retry.maxAttempts, reader_.integer(*fields, "maxAttempts", 0, std::numeric_limits<int>::max()));
         set(retry.maxAge, reader_.duration(*fields, "maxAge", false));
@@ -425,8 +395,7 @@ private:
     }
 
     std::optional<GitHubAppConfig> parseGitHubApp(const Entry& entry) {
-        std::optional<Fields> fields =
-            reader_.mapping(entry, "app", {"appID", "installationID", "privateKeyFile", "privateKey"});
+        std::optional<Fields> fields = reader_.mapping(entry, "app", keysOf(schema::kGitHubApp));
         if (!fields) return std::nullopt;
         GitHubAppConfig app;
         reader_.present(*fields, "appID", "app");
@@ -449,7 +418,8 @@ private:
                 reader_.error(receiver->key.Mark(),
                               "'receiver' is not used when the address already has the /hook/ path");
             }
-            if (std::optional<Fields> receiverFields = reader_.mapping(*receiver, "receiver", {"name", "namespace"})) {
+            if (std::optional<Fields> receiverFields =
+                    reader_.mapping(*receiver, "receiver", keysOf(schema::kReceiver))) {
                 set(target.receiverName, reader_.required(*receiverFields, "name", "receiver"));
                 set(target.receiverNamespace, reader_.required(*receiverFields, "namespace", "receiver"));
             }
@@ -473,8 +443,7 @@ private:
         if (!items) return;
         if (items->empty()) reader_.error(valueMark(*resources), "'resources' must not be empty");
         for (const YAML::Node& item : *items) {
-            std::optional<Fields> f =
-                reader_.mapping(item, item.Mark(), "resource", {"apiVersion", "kind", "name", "namespace"});
+            std::optional<Fields> f = reader_.mapping(item, item.Mark(), "resource", keysOf(schema::kResource));
             if (!f) continue;
             ObjectSelector selector;
             set(selector.apiVersion, reader_.required(*f, "apiVersion", "resource"));
@@ -522,7 +491,7 @@ private:
 
     void parseRoute(const YAML::Node& node) {
         std::optional<Fields> fields =
-            reader_.mapping(node, node.Mark(), "route", {"name", "source", "targets"}, kRouteKeys);
+            reader_.mapping(node, node.Mark(), "route", keysOf(schema::kRoute), typedKeysOf(schema::kRoute));
         if (!fields) return;
         RouteConfig route;
         std::optional<std::string> name = reader_.required(*fields, "name", "route");
@@ -539,7 +508,7 @@ private:
             }
         }
         if (sourceType) {
-            reader_.checkApplicable(*fields, kRouteKeys, toString(*sourceType),
+            reader_.checkApplicable(*fields, typedKeysOf(schema::kRoute), toString(*sourceType),
                                     [](std::string_view t) { return "routes with a " + std::string(t) + " source"; });
         }
         if (!sourceType || *sourceType == SourceType::flux) readFluxRouteFilters(reader_, *fields, route);

@@ -6,6 +6,8 @@
 #include <iterator>
 #include <limits>
 
+#include "config/schema.hpp"
+
 namespace fluxrelay::config_reading {
 
 namespace {
@@ -15,7 +17,7 @@ void parseEventSources(Reader& reader, const Entry& entry, RouteConfig& route) {
     if (!items) return;
     for (const YAML::Node& item : *items) {
         std::optional<Fields> fields =
-            reader.mapping(item, item.Mark(), "eventSources entry", {"kind", "name", "namespace"});
+            reader.mapping(item, item.Mark(), "eventSources entry", config_schema::keysOf(config_schema::kEventSource));
         if (!fields) continue;
         EventSourceSelector selector;
         set(selector.kind, reader.required(*fields, "kind", "eventSources entry"));
@@ -53,8 +55,7 @@ void parseMatch(Reader& reader, const Entry& entry, RouteConfig& route) {
         {"namespace", MatchField::namespace_},
         {"reportingController", MatchField::reportingController},
     };
-    std::optional<Fields> fields =
-        reader.mapping(entry, "match", {"reason", "kind", "name", "namespace", "reportingController", "metadata"});
+    std::optional<Fields> fields = reader.mapping(entry, "match", config_schema::keysOf(config_schema::kMatch));
     if (!fields) return;
     // In the file's order, so that explain reports matchers as the user wrote them.
     for (const Entry& field : fields->entries) {
@@ -74,7 +75,7 @@ void parseMatch(Reader& reader, const Entry& entry, RouteConfig& route) {
 }
 
 void parseDedup(Reader& reader, const Entry& entry, DedupConfig& dedup) {
-    std::optional<Fields> fields = reader.mapping(entry, "dedup", {"mode", "window", "renotify", "threshold"});
+    std::optional<Fields> fields = reader.mapping(entry, "dedup", config_schema::keysOf(config_schema::kDedup));
     if (!fields) return;
     set(dedup.mode, reader.choice<DedupMode>(*fields, "mode",
                                              {{"flux", DedupMode::flux},

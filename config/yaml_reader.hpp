@@ -24,7 +24,7 @@
 
 namespace fluxrelay::config_reading {
 
-using Keys = std::initializer_list<std::string_view>;
+using Keys = std::span<const std::string_view>;
 
 // A key that only one type of source, target or route may use.
 struct TypedKey {

@@ -8,15 +8,19 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
+import Ajv from 'ajv';
+
 // ---------------------------------------------------------------------------------------------
-// GitHub's OpenAPI description, and a validator for the JSON-schema keywords it uses here. A
-// keyword the validator does not know fails loudly: the check never passes by ignoring a rule.
+// GitHub's OpenAPI description, checked with Ajv. Its schemas are OpenAPI 3.0's JSON Schema
+// (draft 4 to 7, with `nullable`); OpenAPI's own words (example, x-github, ...) are annotations,
+// and so are formats, as GitHub documents rather than enforces most of them.
 
 const require = createRequire(import.meta.url);
 const openapiFile = path.join(path.dirname(require.resolve('@octokit/openapi/package.json')), 'generated', 'api.github.com.json');
 const openapi = JSON.parse(fs.readFileSync(openapiFile, 'utf8'));
 
-const ANNOTATIONS = new Set(['description', 'default', 'example', 'examples', 'title', 'format', 'deprecated', 'readOnly', 'writeOnly']);
+const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false, validateSchema: false });
+ajv.addSchema(openapi, 'github');
 
 function resolveRef(ref) {
   assert.ok(ref.startsWith('#/'), `only local $refs are resolved: ${ref}`);
@@ -29,54 +33,22 @@ function resolveRef(ref) {
     }, openapi);
 }
 
-function typeOf(value) {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
-  return typeof value;
+// A schema of the description with its local $refs pointing into the registered document.
+function anchored(schema) {
+  if (Array.isArray(schema)) return schema.map(anchored);
+  if (schema === null || typeof schema !== 'object') return schema;
+  return Object.fromEntries(
+    Object.entries(schema).map(([key, value]) => [key, key === '$ref' && value.startsWith('#/') ? `github${value}` : anchored(value)]),
+  );
 }
 
-// Returns the list of problems, [] when `value` satisfies `schema` (OpenAPI 3.0 flavour).
+const compiled = new Map();
+
+// Returns the list of problems, [] when `value` satisfies `schema`.
 function validate(schema, value, where = '$') {
-  if (schema.$ref) return validate(resolveRef(schema.$ref), value, where);
-  for (const keyword of Object.keys(schema)) {
-    const known = ['type', 'nullable', 'enum', 'properties', 'required', 'items', 'additionalProperties', 'maxLength', 'minLength'];
-    if (!known.includes(keyword) && !ANNOTATIONS.has(keyword) && !keyword.startsWith('x-')) {
-      throw new Error(`schema validator: keyword '${keyword}' at ${where} is not implemented`);
-    }
-  }
-  if (value === null) return schema.nullable || schema.type === 'null' ? [] : [`${where}: null is not allowed`];
-  const problems = [];
-  if (schema.type) {
-    const types = Array.isArray(schema.type) ? schema.type : [schema.type];
-    const actual = typeOf(value);
-    if (!types.includes(actual) && !(actual === 'integer' && types.includes('number'))) {
-      return [`${where}: expected ${types.join('|')}, got ${actual}`];
-    }
-  }
-  if (schema.enum && !schema.enum.includes(value)) problems.push(`${where}: ${JSON.stringify(value)} is not one of ${JSON.stringify(schema.enum)}`);
-  if (typeof value === 'string') {
-    if (schema.maxLength !== undefined && [...value].length > schema.maxLength) problems.push(`${where}: longer than ${schema.maxLength}`);
-    if (schema.minLength !== undefined && [...value].length < schema.minLength) problems.push(`${where}: shorter than ${schema.minLength}`);
-  }
-  if (typeOf(value) === 'object') {
-    for (const key of schema.required || []) {
-      if (!(key in value)) problems.push(`${where}: missing required property '${key}'`);
-    }
-    for (const [key, item] of Object.entries(value)) {
-      if (schema.properties && key in schema.properties) {
-        problems.push(...validate(schema.properties[key], item, `${where}.${key}`));
-      } else if (schema.additionalProperties === false) {
-        problems.push(`${where}: unexpected property '${key}'`);
-      } else if (typeof schema.additionalProperties === 'object') {
-        problems.push(...validate(schema.additionalProperties, item, `${where}.${key}`));
-      }
-    }
-  }
-  if (Array.isArray(value) && schema.items) {
-    value.forEach((item, index) => problems.push(...validate(schema.items, item, `${where}[${index}]`)));
-  }
-  return problems;
+  if (!compiled.has(schema)) compiled.set(schema, ajv.compile(anchored(schema)));
+  const check = compiled.get(schema);
+  return check(value) ? [] : check.errors.map((error) => `${where}${error.instancePath.replaceAll('/', '.')}: ${error.message}`);
 }
 
 // An operation of the description: its path template as a regex, parameters and schemas.
