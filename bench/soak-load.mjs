@@ -488,7 +488,8 @@ async function runLoad(settingsFile) {
 
   const summary = {
     run,
-    settings: { ...s },
+    // The scratch folder's paths are this run's only: left out.
+    settings: Object.fromEntries(Object.entries(s).filter(([, value]) => !(typeof value === 'string' && value.startsWith('/')))),
     started: loadStart.toISOString(),
     machine: { nproc: os.availableParallelism(), kernel: os.release(), cpu: os.cpus()[0]?.model, memTotalMiB: Math.round(os.totalmem() / 2 ** 20), loadAvgStart, loadAvgEnd },
     total,
