@@ -6,7 +6,7 @@ SANITIZE_BUILD_DIR ?= build-sanitize
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-sanitize fuzz tidy run clean
+.PHONY: all deps build test test-sanitize fuzz tidy image run clean
 # deps must finish before build starts, even under make -j.
 .NOTPARALLEL:
 
@@ -43,6 +43,13 @@ tidy: build
 	scripts/install-deps.sh --tidy
 	run-clang-tidy -p $(BUILD_DIR) -j$(JOBS) -quiet -extra-arg=-Wno-unknown-warning-option \
 	  "$(CURDIR)/(admin|app|config|core|filters|gateway|providers|storage|test|bench|fuzz)/"
+
+# The container image fluxrelay:VERSION from deploy/Dockerfile, with buildah and no registry: the
+# Debian base images it names are made locally first (deploy/build-image.sh). Needs root.
+# test/integration/image.test.mjs runs it; it is skipped while the image is not built.
+image:
+	scripts/install-deps.sh --image
+	deploy/build-image.sh
 
 run: deps build
 	scripts/run-local.sh $(BUILD_DIR)/fluxrelay

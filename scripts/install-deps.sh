@@ -27,6 +27,10 @@ packages=(
 fuzz_packages=(clang libclang-rt-dev llvm)
 # Optional: `--tidy` installs the build packages and clang-tidy, for `make tidy`.
 tidy_packages=(clang-tidy)
+# Optional: `--image` installs what `make image` needs to build the container image without a
+# registry: buildah builds deploy/Dockerfile (chroot isolation) and mmdebstrap makes its Debian
+# base images from the Debian archive apt already uses.
+image_packages=(buildah mmdebstrap)
 
 installed() {
   # "install ok installed" is the only state in which a package is fully usable.
@@ -39,6 +43,8 @@ elif [[ "${1:-}" == --fuzz ]]; then
   packages=("${build_packages[@]}" "${fuzz_packages[@]}")
 elif [[ "${1:-}" == --tidy ]]; then
   packages=("${build_packages[@]}" "${tidy_packages[@]}")
+elif [[ "${1:-}" == --image ]]; then
+  packages=("${image_packages[@]}")
 fi
 
 missing=()

@@ -104,7 +104,9 @@ class Log {
   }
 }
 
-function spawnLogged(name, command, args, options = {}) {
+// Starts a process whose output is kept (and printed when the file fails) and which cleanup()
+// kills. Returns {child, log, stderr, exited}.
+export function spawnLogged(name, command, args, options = {}) {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
   const log = new Log();
   const stderr = new Log();
@@ -138,7 +140,7 @@ function spawnLogged(name, command, args, options = {}) {
 }
 
 // Sends `signal`, waits up to timeoutMs for the exit, then SIGKILLs. Resolves with {code, signal}.
-async function stopChild(child, signal, timeoutMs) {
+export async function stopChild(child, signal, timeoutMs) {
   if (child.exitCode !== null || child.signalCode !== null) {
     return child.exited;
   }
