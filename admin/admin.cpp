@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "admin/shared_journal.hpp"
 #include "admin/status_page.hpp"
 #include "core/crypto.hpp"
 #include "gateway/endpoints.hpp"
@@ -76,11 +77,11 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
         co_return response;
     }
     if (path == "/api/v1/events" && get) {
-        co_return jsonResponse(200,
-                               dump(co_await telemetry_.journal().asyncRecentEvents(queryLimit(request, 100, 500))));
+        co_return jsonResponse(
+            200, dump(co_await recentEvents(telemetry_.journal(), storage_, queryLimit(request, 100, 500))));
     }
     if (path == "/api/v1/objects" && get) {
-        co_return jsonResponse(200, dump(co_await telemetry_.journal().asyncFailingObjects()));
+        co_return jsonResponse(200, dump(co_await failingObjects(telemetry_.journal(), storage_)));
     }
     if (path == "/api/v1/targets" && get) {
         co_return targets();

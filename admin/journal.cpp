@@ -1,8 +1,6 @@
 // Journal: ring buffer of recent events and an LRU map of Flux object states.
 #include "admin/journal.hpp"
 
-#include <boost/asio/use_awaitable.hpp>
-
 namespace fluxrelay {
 namespace {
 
@@ -15,6 +13,9 @@ template <class... Visitors>
 Overloaded(Visitors...) -> Overloaded<Visitors...>;
 
 }  // namespace
+
+// Out of line: the interface's type information lives here, in the core library.
+JournalRecords::~JournalRecords() = default;
 
 Journal::Journal(std::size_t maxEvents, std::size_t maxObjects) : maxEvents_(maxEvents), maxObjects_(maxObjects) {}
 
@@ -32,9 +33,9 @@ void Journal::rejected(std::string_view source, int status, std::string_view err
 
 void Journal::share(const Summary& summary, const Event* event) {
     const FluxEvent* flux = event != nullptr ? event->flux() : nullptr;
-    shared_->journalEvent(summary.id, toJson(summary).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                          flux != nullptr ? flux->involvedObject.path() : std::string(),
-                          flux != nullptr && flux->severity == "error");
+    shared_->event(summary.id, toJson(summary).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   flux != nullptr ? flux->involvedObject.path() : std::string(),
+                   flux != nullptr && flux->severity == "error");
 }
 
 void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
@@ -79,9 +80,8 @@ void Journal::accepted(const Event& event, std::span<const RouteFate> routes) {
 void Journal::attempted(const AttemptReport& report) {
     const TimePoint now = Clock::now();
     if (shared_ != nullptr) {
-        return shared_->journalAttempt(report.eventId,
-                                       toJson(Attempt{.time = now, .report = report})
-                                           .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        return shared_->attempt(report.eventId, toJson(Attempt{.time = now, .report = report})
+                                                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     std::lock_guard lock(mutex_);
     auto it = byId_.find(report.eventId);
@@ -171,9 +171,19 @@ nlohmann::json Journal::toJson(const Attempt& attempt) {
             {"latencyMs", std::chrono::duration<double, std::milli>(report.latency).count()}};
 }
 
-boost::asio::awaitable<nlohmann::json> Journal::asyncRecentEvents(std::size_t limit) const {
-    if (shared_ == nullptr) co_return recentEvents(limit);
-    const auto entries = co_await asyncRecentJournal(*shared_, limit, boost::asio::use_awaitable);
+nlohmann::json Journal::failingObjects() const {
+    std::lock_guard lock(mutex_);
+    nlohmann::json out = nlohmann::json::array();
+    for (auto it = objectOrder_.rbegin(); it != objectOrder_.rend(); ++it) {
+        const auto& state = objects_.at(*it).first;
+        if (state.failing) {
+            out.push_back(toJson(*state.latest));
+        }
+    }
+    return out;
+}
+
+nlohmann::json Journal::recentEvents(std::span<const Storage::JournalEntry> entries) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& [json, attempts] : entries) {
         nlohmann::json entry = nlohmann::json::parse(json, nullptr, false);
@@ -185,27 +195,14 @@ boost::asio::awaitable<nlohmann::json> Journal::asyncRecentEvents(std::size_t li
         }
         out.push_back(std::move(entry));
     }
-    co_return out;
+    return out;
 }
 
-boost::asio::awaitable<nlohmann::json> Journal::asyncFailingObjects() const {
-    if (shared_ == nullptr) co_return failingObjects();
+nlohmann::json Journal::failingObjects(std::span<const std::string> latestEvents) {
     nlohmann::json out = nlohmann::json::array();
-    for (const std::string& event : co_await asyncFailingJournalObjects(*shared_, boost::asio::use_awaitable)) {
+    for (const std::string& event : latestEvents) {
         nlohmann::json parsed = nlohmann::json::parse(event, nullptr, false);
         if (parsed.is_object()) out.push_back(std::move(parsed));
-    }
-    co_return out;
-}
-
-nlohmann::json Journal::failingObjects() const {
-    std::lock_guard lock(mutex_);
-    nlohmann::json out = nlohmann::json::array();
-    for (auto it = objectOrder_.rbegin(); it != objectOrder_.rend(); ++it) {
-        const auto& state = objects_.at(*it).first;
-        if (state.failing) {
-            out.push_back(toJson(*state.latest));
-        }
     }
     return out;
 }

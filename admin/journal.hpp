@@ -14,13 +14,21 @@
 #include <variant>
 #include <vector>
 
-#include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/observer.hpp"
 #include "storage/storage.hpp"
 
 namespace fluxrelay {
+
+// Where a journal every replica shares puts its records (the Redis spool, admin/shared_journal.hpp).
+class JournalRecords {
+public:
+    virtual ~JournalRecords();
+    // `object`: a Flux event's object, empty otherwise; `failing`: its event is an error.
+    virtual void event(std::string eventId, std::string json, std::string object, bool failing) = 0;
+    virtual void attempt(std::string eventId, std::string json) = 0;
+};
 
 class Journal {
 public:
@@ -30,18 +38,20 @@ public:
     void accepted(const Event& event, std::span<const RouteFate> routes);
     void attempted(const AttemptReport& report);
 
-    // From now on, records go to `storage`'s shared journal instead of memory; read them back with
-    // asyncRecentEvents/asyncFailingObjects. Called once, before any record.
-    void shareThrough(Storage& storage) { shared_ = &storage; }
+    // From now on, records go to `records` instead of memory (read them back with
+    // admin/shared_journal.hpp). Called once, before any record.
+    void shareThrough(JournalRecords& records) { shared_ = &records; }
+    bool shared() const { return shared_ != nullptr; }
 
     // Newest first.
     nlohmann::json recentEvents(std::size_t limit) const;
     // Objects whose latest event is an error, most recent first.
     nlohmann::json failingObjects() const;
 
-    // The same, from wherever the records are: memory or the shared spool.
-    boost::asio::awaitable<nlohmann::json> asyncRecentEvents(std::size_t limit) const;
-    boost::asio::awaitable<nlohmann::json> asyncFailingObjects() const;
+    // The same, from the records a shared journal holds (Storage::recentJournal and
+    // failingJournalObjects).
+    static nlohmann::json recentEvents(std::span<const Storage::JournalEntry> entries);
+    static nlohmann::json failingObjects(std::span<const std::string> latestEvents);
 
 private:
     // Plain values, turned into JSON only when the status page asks: the journal is on every
@@ -82,7 +92,7 @@ private:
     void push(Entry entry);
     void share(const Summary& summary, const Event* event);
 
-    Storage* shared_ = nullptr;
+    JournalRecords* shared_ = nullptr;
     const std::size_t maxEvents_;
     const std::size_t maxObjects_;
     mutable std::mutex mutex_;

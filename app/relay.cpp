@@ -22,6 +22,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "admin/admin.hpp"
+#include "admin/shared_journal.hpp"
 #include "admin/telemetry.hpp"
 #include "app/config_watch.hpp"
 #include "config/loader.hpp"
@@ -117,7 +118,7 @@ public:
         // Start-up errors throw from here, before anything listens.
         raiseOpenFileLimit(initial->server);
         // Replicas behind one Service show one history, whichever of them a user's browser reaches.
-        if (storage_->sharesJournal()) telemetry_.journal().shareThrough(*storage_);
+        if (storage_->sharesJournal()) telemetry_.journal().shareThrough(journalRecords_);
         dispatcher_ = std::make_unique<Dispatcher>(io_, *storage_, *initial, telemetry_);
         if (initial->server.tls) {
             ingestTls_ = std::make_shared<ListenerTls>("ingest", *initial->server.tls);
@@ -280,6 +281,7 @@ private:
     asio::steady_timer tlsWatchTimer_{blocking_};  // used on blocking_ only
     std::atomic<bool> tlsWatchStopped_{false};
     std::unique_ptr<Storage> storage_;
+    SpoolJournalRecords journalRecords_{*storage_};
     Telemetry telemetry_;
     Ingest ingest_;
     Admin admin_;

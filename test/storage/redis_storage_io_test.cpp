@@ -14,7 +14,7 @@
 #include <boost/asio/use_future.hpp>
 #include <nlohmann/json.hpp>
 
-#include "admin/journal.hpp"
+#include "admin/shared_journal.hpp"
 #include "config/config.hpp"
 #include "storage/redis_storage.hpp"
 #include "storage_contract.hpp"
@@ -312,14 +312,17 @@ TEST_CASE("replicas share one journal: each lists what either saw, as one journa
     Journal onA(kJournalEvents, kJournalObjects);
     Journal onB(kJournalEvents, kJournalObjects);
     Journal inMemory(kJournalEvents, kJournalObjects);
-    onA.shareThrough(*a);
-    onB.shareThrough(*b);
+    SpoolJournalRecords recordsOfA(*a);
+    SpoolJournalRecords recordsOfB(*b);
+    onA.shareThrough(recordsOfA);
+    onB.shareThrough(recordsOfB);
     asio::thread_pool pool(1);
+    const auto spoolOf = [&](const Journal& journal) -> Storage& { return &journal == &onA ? *a : *b; };
     const auto recent = [&](const Journal& journal) {
-        return asio::co_spawn(pool, journal.asyncRecentEvents(10), asio::use_future).get();
+        return asio::co_spawn(pool, recentEvents(journal, spoolOf(journal), 10), asio::use_future).get();
     };
     const auto failing = [&](const Journal& journal) {
-        return asio::co_spawn(pool, journal.asyncFailingObjects(), asio::use_future).get();
+        return asio::co_spawn(pool, failingObjects(journal, spoolOf(journal)), asio::use_future).get();
     };
     // Records from one replica keep their order; across replicas, the order Redis got them in.
     std::size_t seen = 0;
@@ -368,14 +371,15 @@ TEST_CASE("the shared journal keeps the newest events only") {
     const std::string prefix = freshPrefix();
     auto storage = connectedStorage(redisConfig(sharedServer().port(), prefix), quietTuning());
     Journal journal(kJournalEvents, kJournalObjects);
-    journal.shareThrough(*storage);
+    SpoolJournalRecords records(*storage);
+    journal.shareThrough(records);
     asio::thread_pool pool(1);
     const std::size_t posted = kJournalEvents + 200;
     for (std::size_t i = 0; i < posted; ++i) {
         journal.accepted(journalEvent("e" + std::to_string(i), "app-" + std::to_string(i % 7), "info"), {});
     }
     const auto newest = [&] {
-        return asio::co_spawn(pool, journal.asyncRecentEvents(kJournalEvents), asio::use_future).get();
+        return asio::co_spawn(pool, recentEvents(journal, *storage, kJournalEvents), asio::use_future).get();
     };
     REQUIRE(eventually([&] {
         const auto events = newest();
