@@ -278,7 +278,7 @@ TEST_CASE("each kind of error is reported at its exact line and column") {
     eventSeverity: eror
     targets: [stauts]
 )") == errors({"test.yaml:11:20: invalid eventSeverity 'eror' (did you mean 'error'?) (one of: info, error)",
-                "test.yaml:12:15: route 'r': unknown target 'stauts' (did you mean 'status'?)"}));
+               "test.yaml:12:15: route 'r': unknown target 'stauts' (did you mean 'status'?)"}));
         CHECK(errorsOf(R"(sources:
   - {name: flux, type: flx, path: /flux/events}
 targets:
