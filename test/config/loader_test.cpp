@@ -138,7 +138,7 @@ routes:
 
 TEST_CASE("the full example config loads, secrets read relative to the config's folder") {
     setenv("FLUX_RELAY_TOKEN", "relay-token", 1);
-    const fs::path folder = fs::path(__FILE__).parent_path() / "testdata" / "spec-example";
+    const fs::path folder = fs::path(FLUXRELAY_CONFIG_TESTDATA) / "spec-example";
     const std::string file = (folder / "fluxrelay.yaml").string();
     ConfigPtr config;
     try {
