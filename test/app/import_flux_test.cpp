@@ -481,7 +481,7 @@ spec: {providerRef: {name: bare}, eventSources: [{kind: GitRepository, name: "*"
     const ConfigPtr config = loadImported(result.yaml);
     const TargetConfig* n8n = config->targetByName("n8n");
     REQUIRE(n8n != nullptr);
-    CHECK(n8n->type == TargetType::generic);
+    CHECK((n8n->type == TargetType::generic));
     CHECK(n8n->addressText == "https://n8n.example/webhook/flux");
     CHECK(n8n->hmacKey == "secret-for-./secrets/hook-auth/token");
     CHECK(n8n->token.empty());
@@ -493,7 +493,7 @@ spec: {providerRef: {name: bare}, eventSources: [{kind: GitRepository, name: "*"
     // generic: Flux sends the Secret's token nowhere, and neither does the target.
     const TargetConfig* ha = config->targetByName("ha");
     REQUIRE(ha != nullptr);
-    CHECK(ha->type == TargetType::generic);
+    CHECK((ha->type == TargetType::generic));
     CHECK(ha->hmacKey.empty());
     CHECK(ha->token.empty());
 
@@ -507,7 +507,7 @@ spec: {providerRef: {name: bare}, eventSources: [{kind: GitRepository, name: "*"
     CHECK(toN8n->eventMetadata.at("cluster") == "home");
     const RouteConfig* toHa = routeNamed(*config, "to-ha");
     REQUIRE(toHa != nullptr);
-    CHECK(toHa->eventSeverity == Severity::error);
+    CHECK((toHa->eventSeverity == Severity::error));
 }
 
 TEST_CASE("import-flux: a proxySecretRef's address comes from the environment, its credentials from a file") {

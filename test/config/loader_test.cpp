@@ -1129,6 +1129,8 @@ routes:
     CHECK(config->targets.at(1).token == "t");
 
     dir.write("empty-key", "\n");
+    const std::string file = (dir.path() / "c.yaml").string();
+    const std::string at = file + ":";
     CHECK(errorsOf(R"(sources:
   - {name: github, type: github, path: /github/webhook}
 targets:
@@ -1144,19 +1146,19 @@ targets:
 routes:
   - {name: push, source: github, targets: [g]}
 )",
-                   (dir.path() / "c.yaml").string()) ==
+                   file) ==
           errors({
-              "c.yaml:4:5: missing required key 'address' in target",
-              "c.yaml:6:5: hmacKeyFile '" + (dir.path() / "empty-key").string() + "' is empty",
-              "c.yaml:7:5: 'maxBatch' applies only to alertmanager targets (generic targets send one request per "
-              "event)",
-              "c.yaml:8:5: 'resolve' applies only to alertmanager targets",
-              "c.yaml:9:5: 'username' applies only to alertmanager targets (generic targets send no username and "
-              "password)",
-              "c.yaml:10:5: 'context' applies only to github targets",
-              "c.yaml:11:57: 'hmacKey' and 'hmacKeyFile' are mutually exclusive",
-              "c.yaml:12:61: 'hmacKey' applies only to generic targets",
-              "c.yaml:14:43: route 'push': generic target 'g' cannot take events of a github source",
+              at + "4:5: missing required key 'address' in target",
+              at + "6:5: hmacKeyFile '" + (dir.path() / "empty-key").string() + "' is empty",
+              at + "7:5: 'maxBatch' applies only to alertmanager targets (generic targets send one request per "
+                   "event)",
+              at + "8:5: 'resolve' applies only to alertmanager targets",
+              at + "9:5: 'username' applies only to alertmanager targets (generic targets send no username and "
+                   "password)",
+              at + "10:5: 'context' applies only to github targets",
+              at + "11:64: 'hmacKey' and 'hmacKeyFile' are mutually exclusive",
+              at + "12:59: 'hmacKey' applies only to generic targets",
+              at + "14:44: route 'push': generic target 'g' cannot take events of a github source",
           }));
 }
 
