@@ -56,6 +56,7 @@ std::vector<std::string> configSecrets(const Config& config) {
     for (const auto& target : config.targets) {
         add(target.token);
         add(target.password);
+        add(target.hmacKey);
         if (target.app) add(target.app->privateKey);
     }
     std::vector<std::string> secrets(found.begin(), found.end());

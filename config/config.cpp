@@ -45,6 +45,8 @@ std::string_view toString(TargetType type) {
             return "flux-receiver";
         case TargetType::kubernetes:
             return "kubernetes";
+        case TargetType::generic:
+            return "generic";
     }
     return "unknown";
 }
@@ -85,6 +87,7 @@ bool takesEventsOf(TargetType target, SourceType source) {
     switch (target) {
         case TargetType::alertmanager:
         case TargetType::github:
+        case TargetType::generic:
             return source == SourceType::flux;
         case TargetType::fluxReceiver:
         case TargetType::kubernetes:
