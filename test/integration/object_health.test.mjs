@@ -83,6 +83,7 @@ describe('object health metric', () => {
     await post(relay, event(`${prefix}-b`, { severity: 'trace', reason: 'Progressing', involvedObject: { kind: 'HelmRelease', namespace: 'apps', name: `${prefix}-b` } }));
     await expectFailing(relay, prefix, new Map([[`HelmRelease/apps/${prefix}-b InstallFailed`, 1]]), 'the recovered object gone');
 
+    await relay.stop();
     await relay.restart();
     await expectFailing(relay, prefix, new Map([[`HelmRelease/apps/${prefix}-b InstallFailed`, 1]]), 'the failing object after a restart');
     await relay.stop();
