@@ -1,6 +1,7 @@
 // Each stage of ingest timed alone over bench/run.sh's event pool, so a missed target can be
 // explained with measurements: the signature check, the parse, routing's dedup key, the storage
-// record, and the spool's accept (with its group commit) with and without a dedup gate.
+// record, and the spool's accept (with its group commit) with and without a dedup gate, and with
+// the object health record a flux source's events add.
 //
 //   fluxrelay-bench-components POOL HMAC_KEY_FILE SPOOL_FOLDER [IN_FLIGHT [REDIS_PORT]]
 //
