@@ -105,8 +105,8 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
     co_return errorResponse(404, "no admin endpoint at " + std::string(path));
 }
 
-// Queue depth, dead letters and failing objects come from storage at scrape time: they survive restarts and are
-// shared by replicas, which counters kept in this process would not be.
+// Queue depth, dead letters and failing objects come from storage at scrape time: they survive
+// restarts and are shared by replicas, which counters kept in this process would not be.
 boost::asio::awaitable<void> Admin::refreshStorageGauges() {
     const auto counts = co_await asyncCounts(storage_, boost::asio::use_awaitable);
     for (const auto& target : config_()->targets) {
