@@ -1,4 +1,5 @@
-// Alertmanager payloads: Flux's alert shape, alertname casing, batching, auth headers.
+// Alertmanager payloads: Flux's alert shape, alertname casing, batching, auth headers, the target's
+// templated labels and annotations, resolving.
 #include "providers/alertmanager.hpp"
 #include "test/providers/plans.hpp"
 
