@@ -56,6 +56,7 @@ std::vector<std::string> configSecrets(const Config& config) {
     for (const auto& target : config.targets) {
         add(target.token);
         add(target.password);
+        add(target.hmacKey);
         if (target.app) add(target.app->privateKey);
     }
     std::vector<std::string> secrets(found.begin(), found.end());
@@ -135,14 +136,15 @@ void explainAttempt(const TargetConfig& target, const Delivery& delivery, TimePo
         out.notes.push_back("up to " + std::to_string(provider->maxBatch()) +
                             " deliveries waiting at the same time share one request; shown alone here");
     }
-    if (std::optional<CredentialsFetch> fetch = provider->credentialsFetch(now)) {
+    Credentials* credentials = provider->credentials();
+    if (std::optional<CredentialsFetch> fetch = credentials ? credentials->fetch(now) : std::nullopt) {
         if (fetch->exchange) {
             out.requests.push_back(show("credentials", *fetch->exchange, secrets));
             out.notes.push_back("the credentials request is sent only when no fresh token is cached");
         } else {
             out.notes.push_back("the bearer token is read from " + fetch->file + " when sending");
         }
-        if (Outcome outcome = provider->acceptCredentials(placeholderCredentials(*fetch, now), now);
+        if (Outcome outcome = credentials->accept(placeholderCredentials(*fetch, now), now);
             outcome.kind != OutcomeKind::delivered) {
             out.failure = decidedText(outcome);
             return;

@@ -166,6 +166,7 @@ struct TargetOut {
     std::string type;
     std::string address;
     std::string tokenFile;
+    std::string hmacKeyFile;
     std::string username;
     std::string passwordFile;
     std::string caFile;
@@ -433,27 +434,23 @@ private:
             warn(provider.label() + ": suspended (Flux sends nothing to it); not imported");
             return {std::nullopt, "its Provider " + key.second + " is suspended"};
         }
-        if (type == "generic" || type == "generic-hmac") {
-            std::string message =
-                provider.label() + ": type " + type + " (Flux POSTs each event as JSON to " +
-                (text(provider.spec, "address").empty() ? "the Secret's address" : text(provider.spec, "address")) +
-                ") is not mapped: fluxrelay has no generic webhook target";
-            if (text(provider.spec, "address").ends_with("/flux/events")) {
-                message +=
-                    " (this looks like the Provider that forwards Flux's events to fluxrelay: keep it, "
-                    "it feeds the flux source)";
-            }
-            warn(message);
-            return {std::nullopt, "its Provider " + key.second + " (type " + type + ") is not mapped"};
+        const bool generic = type == "generic" || type == "generic-hmac";
+        if (generic && text(provider.spec, "address").ends_with("/flux/events")) {
+            // Imported, it would send every event the relay takes back to the relay.
+            warn(provider.label() + ": type " + type +
+                 " posting to /flux/events looks like the Provider that forwards Flux's events to fluxrelay: "
+                 "keep it, it feeds the flux source; not mapped");
+            return {std::nullopt, "its Provider " + key.second + " feeds fluxrelay itself"};
         }
-        if (type != "alertmanager" && type != "github") {
+        if (type != "alertmanager" && type != "github" && !generic) {
             warn(provider.label() + ": type " + (type.empty() ? "(none)" : type) +
                  " has no fluxrelay target; not mapped");
             return {std::nullopt, "its Provider " + key.second + " (type " + type + ") is not mapped"};
         }
 
-        TargetOut target{
-            .subject = provider.label(), .name = uniqueName(targetNames_, provider.name, key.first), .type = type};
+        TargetOut target{.subject = provider.label(),
+                         .name = uniqueName(targetNames_, provider.name, key.first),
+                         .type = generic ? "generic" : type};
         target.comments.push_back("from " + provider.label());
         const std::string ns = key.first;
         target.address = text(provider.spec, "address");
@@ -462,9 +459,13 @@ private:
         const std::set<std::string>* keys = secret.empty() ? nullptr : visibleSecret(ns, secret);
         if (!secret.empty() && keys == nullptr) {
             warn(target, "Secret " + ns + "/" + secret + " is not among the manifests, so its keys are unknown: " +
-                             (type == "github"
-                                  ? std::string("taken to hold the token; an address, proxy, headers or GitHub App "
-                                                "keys in it are not mapped")
+                             (type == "github" ? std::string("taken to hold the token; an address, proxy, headers "
+                                                             "or GitHub App keys in it are not mapped")
+                              : type == "generic-hmac"
+                                  ? std::string("taken to hold the HMAC key (token); an address, headers or proxy in "
+                                                "it are not mapped")
+                              : type == "generic"
+                                  ? std::string("an address, headers or proxy in it are not mapped")
                                   : std::string("an address, token, username/password, headers or proxy in it are "
                                                 "not mapped; add tokenFile (or username and passwordFile) if it holds "
                                                 "credentials")));
@@ -481,7 +482,9 @@ private:
 
         if (type == "github") {
             mapGitHubAuth(provider, ns, secret, keys, target);
-        } else if (keys != nullptr) {
+        } else if (type == "generic-hmac") {
+            mapHmacKey(provider, ns, secret, keys, target);
+        } else if (keys != nullptr && type == "alertmanager") {
             mapAlertmanagerAuth(provider, ns, secret, *keys, target);
         }
         if (keys != nullptr && keys->contains("headers")) {
@@ -536,6 +539,27 @@ private:
         }
         if (!text(provider.spec, "commitStatusExpr").empty()) {
             warn(target, "spec.commitStatusExpr (a CEL expression) is not mapped: set context instead");
+        }
+    }
+
+    // Flux signs with the `token` key of the Secret; without one it sends nothing ("HMAC key is empty").
+    void mapHmacKey(const Object& provider, const std::string& ns, const std::string& secret,
+                    const std::set<std::string>* keys, TargetOut& target) {
+        if (secret.empty()) {
+            target.hmacKeyFile = secretPath(ns, provider.name + "-token", "token");
+            warn(target,
+                 "no spec.secretRef, which Flux needs for a generic-hmac Provider (its token is the HMAC "
+                 "key): put a key in " +
+                     target.hmacKeyFile);
+            return;
+        }
+        target.hmacKeyFile = secretPath(ns, secret, "token");
+        target.comments.push_back("hmacKeyFile: key token of Secret " + ns + "/" + secret +
+                                  ", with which Flux signs (X-Signature)");
+        if (keys != nullptr && !keys->contains("token")) {
+            warn(target, "Secret " + ns + "/" + secret +
+                             " has no key token, so Flux sends nothing to this Provider: put a key in " +
+                             target.hmacKeyFile);
         }
     }
 
@@ -914,6 +938,7 @@ private:
                 out << YAML::EndMap;
             }
             writeField(out, "tokenFile", target.tokenFile);
+            writeField(out, "hmacKeyFile", target.hmacKeyFile);
             writeField(out, "username", target.username);
             writeField(out, "passwordFile", target.passwordFile);
             writeField(out, "context", target.context);

@@ -53,6 +53,8 @@ std::string_view toString(TargetType type) {
             return "flux-receiver";
         case TargetType::kubernetes:
             return "kubernetes";
+        case TargetType::generic:
+            return "generic";
     }
     return "unknown";
 }
@@ -93,6 +95,7 @@ bool takesEventsOf(TargetType target, SourceType source) {
     switch (target) {
         case TargetType::alertmanager:
         case TargetType::github:
+        case TargetType::generic:
             return source == SourceType::flux;
         case TargetType::fluxReceiver:
         case TargetType::kubernetes:

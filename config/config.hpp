@@ -107,7 +107,7 @@ struct SourceConfig {
     std::vector<std::string> events;  // accepted X-GitHub-Event values; empty: all
 };
 
-enum class TargetType { alertmanager, github, fluxReceiver, kubernetes };
+enum class TargetType { alertmanager, github, fluxReceiver, kubernetes, generic };
 
 struct RetryPolicy {
     int maxAttempts = 0;  // 0: unlimited (bounded by maxAge)
@@ -187,6 +187,8 @@ struct TargetConfig {
     // Read again while running, since projected service-account tokens rotate; `token` then holds
     // what was read at load time (nothing for the in-cluster default, which may not exist yet).
     std::string tokenFile;
+    // generic: raw key bytes that sign each body as Flux's generic-hmac Provider does; empty: unsigned
+    std::string hmacKey;
 
     bool operator==(const TargetConfig&) const = default;
 };
@@ -265,9 +267,9 @@ std::string_view toString(TargetType type);
 std::string_view toString(DedupMode mode);
 std::string_view toString(MatchField field);
 
-// Alertmanager alerts and commit statuses are made from Flux events; a Receiver trigger and a
-// Kubernetes reconcile request answer a GitHub delivery. The loader refuses a route that pairs
-// them otherwise, and routing drops such an event at the target.
+// Alertmanager alerts, commit statuses and generic webhooks are made from Flux events; a Receiver
+// trigger and a Kubernetes reconcile request answer a GitHub delivery. The loader refuses a route
+// that pairs them otherwise, and routing drops such an event at the target.
 bool takesEventsOf(TargetType target, SourceType source);
 
 }  // namespace fluxrelay

@@ -237,7 +237,8 @@ private:
                                                {{"alertmanager", TargetType::alertmanager},
                                                 {"github", TargetType::github},
                                                 {"flux-receiver", TargetType::fluxReceiver},
-                                                {"kubernetes", TargetType::kubernetes}});
+                                                {"kubernetes", TargetType::kubernetes},
+                                                {"generic", TargetType::generic}});
         if (type) {
             target.type = *type;
             reader_.checkApplicable(*fields, typedKeysOf(schema::kTarget), toString(*type),
@@ -250,6 +251,7 @@ private:
         if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::fluxReceiver) parseReceiverTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::kubernetes) parseKubernetesTarget(*fields, target, type.has_value());
+        if (!type || *type == TargetType::generic) parseGenericTarget(*fields, target);
         if (!name || !claimName(targetNames_, "target", *name, valueMark(*fields->find("name")))) return;
         target.name = *name;
         targetTypes_[target.name] = type;
@@ -469,6 +471,11 @@ private:
         if (typeKnown && fields.find("token") == nullptr && fields.find("tokenFile") == nullptr) {
             reader_.error(fields.mark, "a flux-receiver target needs 'tokenFile' (or 'token'): the Receiver's token");
         }
+    }
+
+    void parseGenericTarget(const Fields& fields, TargetConfig& target) {
+        // As a flux source reads the key: Flux signs with the Secret's bytes as they are.
+        target.hmacKey = readSecret(reader_, fields, "hmacKey", "hmacKeyFile", SecretTrim::oneLineEnding);
     }
 
     void parseKubernetesTarget(const Fields& fields, TargetConfig& target, bool typeKnown) {

@@ -12,7 +12,7 @@ namespace {
 constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 
 constexpr std::string_view kSourceTypes[] = {"flux", "github"};
-constexpr std::string_view kTargetTypes[] = {"alertmanager", "github", "flux-receiver", "kubernetes"};
+constexpr std::string_view kTargetTypes[] = {"alertmanager", "github", "flux-receiver", "kubernetes", "generic"};
 constexpr std::string_view kSyncModes[] = {"normal", "full"};
 constexpr std::string_view kSeverities[] = {"info", "error"};
 constexpr std::string_view kDedupModes[] = {"flux", "normalized", "transitions", "none"};
@@ -190,6 +190,8 @@ constinit const Key kTargetKeys[] = {
     only("github", mapping("app", kGitHubApp, "authenticate as a GitHub App")),
     only("flux-receiver", mapping("receiver", kReceiver, "the Flux Receiver to reconcile")),
     only("kubernetes", mappingList("resources", kResource, "the Flux objects to annotate for a reconcile")),
+    only("generic", string("hmacKey", "HMAC key: signs each body as Flux's generic-hmac Provider (X-Signature)")),
+    only("generic", string("hmacKeyFile", "file holding the HMAC key")),
 };
 
 constinit const Key kEventSourceKeys[] = {

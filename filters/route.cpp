@@ -242,6 +242,8 @@ Decision targetAccepts(TargetType type, const Event& event) {
                 return drop(Verdict::targetRule, "github targets skip reason Progressing");
             }
             return Decision::ok();
+        case TargetType::generic:
+            // Flux's generic providers take every event, commit status updates included.
         case TargetType::fluxReceiver:
         case TargetType::kubernetes:
             break;

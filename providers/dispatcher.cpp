@@ -141,7 +141,8 @@ private:
     // One attempt, in the order Provider describes: credentials, the state the plan reads, the
     // plan, its requests, and the state it writes once they are delivered.
     asio::awaitable<Outcome> attempt(HttpConnection& connection, const std::vector<Delivery>& batch) {
-        if (std::optional<CredentialsFetch> fetch = provider_->credentialsFetch(Clock::now())) {
+        Credentials* credentials = provider_->credentials();
+        if (std::optional<CredentialsFetch> fetch = credentials ? credentials->fetch(Clock::now()) : std::nullopt) {
             CredentialsAnswer answer;
             if (fetch->exchange) {
                 HttpResult result = co_await connection.send(*fetch->exchange, target_.timeout);
@@ -152,8 +153,7 @@ private:
                 answer.content = std::move(file.bytes);
                 answer.error = std::move(file.error);
             }
-            if (Outcome outcome = provider_->acceptCredentials(answer, Clock::now());
-                outcome.kind != OutcomeKind::delivered) {
+            if (Outcome outcome = credentials->accept(answer, Clock::now()); outcome.kind != OutcomeKind::delivered) {
                 co_return outcome;
             }
         }

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "providers/github_api.hpp"
 #include "providers/provider.hpp"
 
 namespace fluxrelay {
@@ -44,34 +45,5 @@ std::vector<std::string> splitCamelCase(std::string_view text);
 
 // The target's context template with {kind}, {name} and {namespace} filled in, lower-cased.
 std::string statusContext(std::string_view contextTemplate, const ObjectRef& object);
-
-// Where a repository's API lives and what it is called there.
-struct GitHubRepository {
-    Url api;  // https://api.github.com, or <scheme>://<host>/api/v3 for GitHub Enterprise
-    std::string owner;
-    std::string name;
-    std::string error;  // set when the address names no owner/repo
-
-    bool ok() const { return error.empty(); }
-};
-
-// From a target address the loader already turned into a repository URL (https, or http as
-// written): owner and repo from the path, `.git` trimmed.
-GitHubRepository gitHubRepository(const Url& address);
-
-// base64url without padding (RFC 7515 §2), as JWTs are written.
-std::string base64UrlEncode(std::string_view bytes);
-
-// The JWT a GitHub App authenticates with: RS256 over {iat: now − 60 s, exp: now + 9 min,
-// iss: appId}. nullopt when privateKeyPem holds no usable RSA private key.
-std::optional<std::string> makeAppJwt(std::int64_t appId, std::string_view privateKeyPem, TimePoint now);
-
-// How long GitHub asks us to wait when a 403 or 429 is a rate limit (Retry-After, exhausted
-// x-ratelimit-remaining with x-ratelimit-reset, or a secondary limit); nullopt when it is not one.
-std::optional<std::chrono::milliseconds> gitHubRateLimitDelay(const HttpResponse& response, TimePoint now);
-
-// What an answer of the commit status API means for the delivery, measured at `now`. A 401 is
-// permanent here: only the provider knows whether it holds an App token it may renew.
-Outcome classifyGitHubResponse(const HttpResponse& response, TimePoint now);
 
 }  // namespace fluxrelay

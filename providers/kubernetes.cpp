@@ -19,9 +19,46 @@ constexpr Duration kTokenCacheTtl = std::chrono::minutes(1);
 // changing the path's shape.
 std::string pathSegment(std::string_view text) { return boost::urls::encode(text, boost::urls::unreserved_chars); }
 
+// A projected service-account token rotates: the file is read again once the last read is a
+// minute old, or at once after the API server refused the token.
+class TokenFile final : public Credentials {
+public:
+    explicit TokenFile(std::string path) : path_(std::move(path)) {}
+
+    std::optional<CredentialsFetch> fetch(TimePoint now) override {
+        if (readAt_ && now >= *readAt_ && now - *readAt_ < kTokenCacheTtl) return std::nullopt;
+        return CredentialsFetch{.exchange = {}, .file = path_};
+    }
+
+    Outcome accept(const CredentialsAnswer& answer, TimePoint now) override {
+        std::string token = answer.content;
+        while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+            token.pop_back();
+        }
+        const std::string error = !answer.error.empty() ? answer.error : token.empty() ? "the file is empty" : "";
+        if (!error.empty()) {
+            // A projected token may not be mounted yet: try again later rather than give up.
+            return Outcome::retry("cannot read token file " + path_ + ": " + error);
+        }
+        token_ = std::move(token);
+        readAt_ = now;
+        return Outcome::delivered();
+    }
+
+    const std::string& token() const { return token_; }
+    void forget() { readAt_.reset(); }
+
+private:
+    std::string path_;
+    std::string token_;                // as last read
+    std::optional<TimePoint> readAt_;  // unset: read the file before the next attempt
+};
+
 class KubernetesProvider final : public Provider {
 public:
-    explicit KubernetesProvider(const TargetConfig& target) : Provider(target, traits(target)) {
+    explicit KubernetesProvider(const TargetConfig& target)
+        : Provider(target, traits(target)), tokenFile_(target.tokenFile) {
+        if (!target_.tokenFile.empty()) renewsCredentials(tokenFile_);
         std::string base = target_.address.target.substr(0, target_.address.target.find('?'));
         while (!base.empty() && base.back() == '/') base.pop_back();
         for (const ObjectSelector& resource : target_.resources) {
@@ -31,34 +68,12 @@ public:
         }
     }
 
-    // A projected token rotates: the file is read again once the last read is a minute old.
-    std::optional<CredentialsFetch> credentialsFetch(TimePoint now) override {
-        if (target_.tokenFile.empty()) return std::nullopt;
-        if (readAt_ && now >= *readAt_ && now - *readAt_ < kTokenCacheTtl) return std::nullopt;
-        return CredentialsFetch{.exchange = {}, .file = target_.tokenFile};
-    }
-
-    Outcome acceptCredentials(const CredentialsAnswer& answer, TimePoint now) override {
-        std::string token = answer.content;
-        while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-            token.pop_back();
-        }
-        const std::string error = !answer.error.empty() ? answer.error : token.empty() ? "the file is empty" : "";
-        if (!error.empty()) {
-            // A projected token may not be mounted yet: try again later rather than give up.
-            return Outcome::retry("cannot read token file " + target_.tokenFile + ": " + error);
-        }
-        token_ = std::move(token);
-        readAt_ = now;
-        return Outcome::delivered();
-    }
-
     // One PATCH per resource, all with the same time. A retry sends them all again: asking a
     // controller to reconcile twice costs one reconciliation, never a wrong state.
     AttemptPlan plan(std::span<const Delivery> /*batch*/, const ProviderState& /*state*/,
                      TimePoint now) const override {
         if (urls_.empty()) return AttemptPlan::decide(Outcome::permanent("the kubernetes target lists no resources"));
-        const std::string& token = target_.tokenFile.empty() ? target_.token : token_;
+        const std::string& token = target_.tokenFile.empty() ? target_.token : tokenFile_.token();
         const std::string body = reconcileRequestPatch(now);
         AttemptPlan plan;
         for (const Url& url : urls_) {
@@ -81,7 +96,7 @@ public:
     Outcome classify(const HttpResponse& response) override {
         Outcome outcome = classifyHttpStatus(response);
         if (response.status == 401 && !target_.tokenFile.empty()) {
-            readAt_.reset();
+            tokenFile_.forget();
             return Outcome::retry(outcome.detail + " (token refused; the token file is read again)");
         }
         if (response.status == 403) {
@@ -97,9 +112,8 @@ private:
         return traits;
     }
 
-    std::vector<Url> urls_;            // per resource, in config order
-    std::string token_;                // the token file's, as last read
-    std::optional<TimePoint> readAt_;  // unset: read the file before the next attempt
+    std::vector<Url> urls_;  // per resource, in config order
+    TokenFile tokenFile_;
 };
 
 }  // namespace

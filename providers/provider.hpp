@@ -13,55 +13,11 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "providers/credentials.hpp"
+#include "providers/exchange.hpp"
 #include "storage/delivery.hpp"
 
 namespace fluxrelay {
-
-struct HttpRequest {
-    std::string method = "POST";
-    Url url;
-    std::vector<std::pair<std::string, std::string>> headers;
-    std::string body;
-};
-
-struct HttpResponse {
-    int status = 0;
-    std::vector<std::pair<std::string, std::string>> headers;
-    std::string body;
-
-    std::optional<std::string_view> header(std::string_view name) const;  // case-insensitive
-};
-
-enum class OutcomeKind { delivered, retry, permanent };
-
-// What became of one attempt. retryAfter is set when the peer said when to come back.
-struct Outcome {
-    OutcomeKind kind = OutcomeKind::delivered;
-    std::string detail;  // "HTTP 503: ...", "connect: connection refused", ...
-    std::optional<std::chrono::milliseconds> retryAfter;
-    // The whole target must wait retryAfter, not just this delivery (a rate limit).
-    bool pauseTarget = false;
-
-    static Outcome delivered(std::string detail = {}) { return {OutcomeKind::delivered, std::move(detail), {}}; }
-    static Outcome retry(std::string detail, std::optional<std::chrono::milliseconds> after = {}) {
-        return {OutcomeKind::retry, std::move(detail), after};
-    }
-    static Outcome permanent(std::string detail) { return {OutcomeKind::permanent, std::move(detail), {}}; }
-};
-
-// A credential the provider needs before it can plan: an exchange with the peer (a GitHub App's
-// installation token) or a file read off the io threads (a rotating service-account token).
-struct CredentialsFetch {
-    std::optional<HttpRequest> exchange;
-    std::string file;  // read when there is no exchange
-};
-
-// What came of a CredentialsFetch: the exchange's response, or the file's content or error.
-struct CredentialsAnswer {
-    std::optional<HttpResponse> response;
-    std::string content;
-    std::string error;  // the file could not be read
-};
 
 // State a provider keeps between deliveries in storage (e.g. an object's firing alerts), by key;
 // nullopt: nothing stored, or (in AttemptPlan::writes) erase.
@@ -90,8 +46,8 @@ struct Refresh {
     std::vector<std::string> stateKeys;
 };
 
-// A target type. The dispatcher runs each attempt as: credentials (credentialsFetch, then
-// acceptCredentials) → the state plan() reads (stateKeys) → plan() → send → classify → write.
+// A target type. The dispatcher runs each attempt as: credentials (credentials()->fetch, then
+// accept) → the state plan() reads (stateKeys) → plan() → send → classify → write.
 class Provider {
 public:
     virtual ~Provider() = default;
@@ -102,15 +58,8 @@ public:
     virtual AttemptPlan plan(std::span<const Delivery> batch, const ProviderState& state, TimePoint now) const = 0;
 
     // Default: 2xx delivered; 5xx, 408, 429 retry (honouring Retry-After); other statuses
-    // permanent. Not const: a provider may drop cached credentials on a 401.
+    // permanent. Not const: a provider may drop its credential on a 401.
     virtual Outcome classify(const HttpResponse& response);
-
-    // The credential to fetch before planning; nullopt while the one held is fresh.
-    virtual std::optional<CredentialsFetch> credentialsFetch(TimePoint /*now*/) { return std::nullopt; }
-    // Takes the answer to credentialsFetch(); anything but `delivered` fails the attempt with it.
-    virtual Outcome acceptCredentials(const CredentialsAnswer& /*answer*/, TimePoint /*now*/) {
-        return Outcome::delivered();
-    }
 
     // One round of periodic re-sends (refresh() says how often); none: nothing to re-send. Runs
     // between deliveries, serialized with them.
@@ -118,6 +67,8 @@ public:
         return {};
     }
 
+    // The credential to renew before planning; null when the target's credentials are static.
+    Credentials* credentials() const { return credentials_; }
     const TargetConfig& target() const { return target_; }
     // How many deliveries one request may carry (Alertmanager takes arrays; the others take 1).
     std::size_t maxBatch() const { return traits_.maxBatch; }
@@ -135,9 +86,15 @@ protected:
     };
 
     Provider(TargetConfig target, Traits traits);
+    Provider(const Provider&) = delete;  // credentials() may point into the provider itself
+    Provider& operator=(const Provider&) = delete;
+
+    // A provider whose credential must be renewed names it once, in its constructor.
+    void renewsCredentials(Credentials& credentials) { credentials_ = &credentials; }
 
     // Every request's last step: the configured headers, except the provider's own.
     void addConfiguredHeaders(HttpRequest& request) const;
+    const std::vector<std::pair<std::string, std::string>>& configuredHeaders() const { return sentHeaders_; }
     // The target's Authorization: Bearer with a token, else Basic with a username and password.
     void addAuthorization(HttpRequest& request) const;
     static bool hasAuthorization(const TargetConfig& target);
@@ -149,6 +106,7 @@ private:
 
     Traits traits_;
     std::vector<std::pair<std::string, std::string>> sentHeaders_;  // the configured ones not shadowed
+    Credentials* credentials_ = nullptr;
 };
 
 // The one registration table: target type → provider.

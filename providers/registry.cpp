@@ -10,6 +10,7 @@
 #include "core/text.hpp"
 #include "providers/alertmanager.hpp"
 #include "providers/flux_receiver.hpp"
+#include "providers/generic.hpp"
 #include "providers/github.hpp"
 #include "providers/kubernetes.hpp"
 #include "providers/provider.hpp"
@@ -136,6 +137,8 @@ std::unique_ptr<Provider> makeProvider(const TargetConfig& target) {
             return makeFluxReceiverProvider(target);
         case TargetType::kubernetes:
             return makeKubernetesProvider(target);
+        case TargetType::generic:
+            return makeGenericProvider(target);
     }
     return nullptr;
 }

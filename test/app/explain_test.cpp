@@ -387,3 +387,33 @@ routes:
           std::string::npos);
     CHECK(e.notes.empty());  // the source has no secret: nothing is skipped
 }
+
+TEST_CASE("explain: a generic target shows Flux's Event JSON with the route's metadata, its signature redacted") {
+    constexpr const char* kHmacKey = "generic-hmac-key-0123456789";
+    const ConfigPtr config = load(std::string(R"(
+sources:
+  - {name: flux, type: flux, path: /flux/events}
+targets:
+  - {name: n8n, type: generic, address: "https://n8n.example/webhook/flux", hmacKey: )") +
+                                  kHmacKey + R"(}
+routes:
+  - {name: all, source: flux, eventMetadata: {cluster: home}, targets: [n8n]}
+)");
+    const std::string body = fluxEvent("error", "HealthCheckFailed", "Health check <failed>");
+    const auto e = explained(*config, "flux", body);
+    const auto& target = route(e, "all").targets.at(0);
+    CHECK(target.failure.empty());
+    REQUIRE(target.requests.size() == 1);
+    const ShownRequest& request = target.requests[0];
+    CHECK(request.method == "POST");
+    CHECK(request.url == "https://n8n.example/webhook/flux");
+    CHECK(header(request, "Content-Type") == "application/json");
+    CHECK(header(request, "gotk-component") == "kustomize-controller");
+    CHECK(header(request, "X-Signature") == "sha256=<redacted>");
+    // The posted event as Go writes it, with the route's metadata in its sorted place.
+    std::string expected = body;
+    expected.replace(expected.find("Health check <failed>"), 21, "Health check \\u003cfailed\\u003e");
+    expected.replace(expected.find(R"("metadata":{)"), 12, R"("metadata":{"cluster":"home",)");
+    CHECK(request.body == expected);
+    CHECK(everything(e).find(kHmacKey) == std::string::npos);
+}

@@ -243,12 +243,12 @@ spec:
 }
 
 TEST_CASE("import-flux: what cannot be mapped is reported, not dropped silently") {
-    SUBCASE("generic providers and other types") {
+    SUBCASE("the Provider feeding the relay, and types without a target") {
         const ImportResult result = importOne(R"(
 apiVersion: notification.toolkit.fluxcd.io/v1beta3
 kind: Provider
 metadata: {name: hook, namespace: flux-system}
-spec: {type: generic-hmac, address: "https://hooks.example.com/flux", secretRef: {name: hook-key}}
+spec: {type: generic-hmac, address: "http://fluxrelay.fluxrelay.svc/flux/events", secretRef: {name: hook-key}}
 ---
 apiVersion: notification.toolkit.fluxcd.io/v1beta3
 kind: Provider
@@ -274,12 +274,12 @@ spec: {type: gitlab, secretRef: {name: t}, resources: [{kind: GitRepository, nam
         CHECK(result.yaml.empty());
         INFO(warnings(result));
         CHECK(anyWarning(result,
-                         "type generic-hmac (Flux POSTs each event as JSON to https://hooks.example.com/flux) "
-                         "is not mapped: fluxrelay has no generic webhook target"));
+                         "type generic-hmac posting to /flux/events looks like the Provider that forwards Flux's "
+                         "events to fluxrelay: keep it, it feeds the flux source; not mapped"));
         CHECK(anyWarning(result, "type slack has no fluxrelay target"));
         CHECK(anyWarning(result,
-                         "Alert flux-system/to-hook (flux/notifications.yaml): its Provider hook (type "
-                         "generic-hmac) is not mapped; no route created"));
+                         "Alert flux-system/to-hook (flux/notifications.yaml): its Provider hook feeds fluxrelay "
+                         "itself; no route created"));
         CHECK(anyWarning(result, "Alert flux-system/to-chat"));
         CHECK(anyWarning(result, "Receiver flux-system/gitlab (flux/notifications.yaml): type gitlab is not mapped"));
     }
@@ -419,6 +419,95 @@ spec: {providerRef: {name: status}, eventSources: [{kind: Kustomization, name: "
     const RouteConfig* s = routeNamed(*config, "s");
     REQUIRE(s != nullptr);
     CHECK(s->eventMetadata.at("summary") == "only summary");
+}
+
+TEST_CASE("import-flux: generic and generic-hmac Providers become generic targets") {
+    const ImportResult result = importOne(R"(
+apiVersion: v1
+kind: Secret
+metadata: {name: hook-auth, namespace: ns}
+stringData: {token: do-not-copy-me, headers: "X-Api-Key: do-not-copy-me-either"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: n8n, namespace: ns}
+spec:
+  type: generic-hmac
+  address: https://n8n.example/webhook/flux
+  secretRef: {name: hook-auth}
+  certSecretRef: {name: hook-tls}
+  proxy: http://proxy.internal:3128
+  timeout: 20s
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: ha, namespace: ns}
+spec: {type: generic, address: "http://homeassistant.local:8123/api/webhook/flux", secretRef: {name: hook-auth}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {name: bare, namespace: ns}
+spec: {type: generic-hmac, address: "https://hooks.example.com/flux"}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: to-n8n, namespace: ns}
+spec: {providerRef: {name: n8n}, eventSources: [{kind: Kustomization, name: "*"}], eventMetadata: {cluster: home}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: to-ha, namespace: ns}
+spec: {providerRef: {name: ha}, eventSeverity: error, eventSources: [{kind: HelmRelease, name: "*"}]}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: to-bare, namespace: ns}
+spec: {providerRef: {name: bare}, eventSources: [{kind: GitRepository, name: "*"}]}
+)");
+    REQUIRE(result.mapped);
+    INFO(warnings(result));
+    INFO(result.yaml);
+    CHECK(result.yaml.find("do-not-copy-me") == std::string::npos);
+    CHECK(result.yaml.find("hmacKeyFile: ./secrets/hook-auth/token") != std::string::npos);
+    CHECK(result.yaml.find("#   ./secrets/hook-auth/token: key token of Secret ns/hook-auth") != std::string::npos);
+    // Flux reads the headers from the Secret; their values are not copied.
+    CHECK(anyWarning(result,
+                     "Provider ns/n8n (flux/notifications.yaml): the headers in Secret ns/hook-auth are not "
+                     "mapped"));
+    CHECK(anyWarning(result,
+                     "Provider ns/bare (flux/notifications.yaml): no spec.secretRef, which Flux needs for a "
+                     "generic-hmac Provider"));
+
+    const ConfigPtr config = loadImported(result.yaml);
+    const TargetConfig* n8n = config->targetByName("n8n");
+    REQUIRE(n8n != nullptr);
+    CHECK((n8n->type == TargetType::generic));
+    CHECK(n8n->addressText == "https://n8n.example/webhook/flux");
+    CHECK(n8n->hmacKey == "secret-for-./secrets/hook-auth/token");
+    CHECK(n8n->token.empty());
+    CHECK(n8n->caFile.ends_with("secrets/hook-tls/ca.crt"));
+    CHECK(n8n->timeout == std::chrono::seconds(20));
+    REQUIRE(n8n->proxy.has_value());
+    CHECK(n8n->proxy->host == "proxy.internal");
+
+    // generic: Flux sends the Secret's token nowhere, and neither does the target.
+    const TargetConfig* ha = config->targetByName("ha");
+    REQUIRE(ha != nullptr);
+    CHECK((ha->type == TargetType::generic));
+    CHECK(ha->hmacKey.empty());
+    CHECK(ha->token.empty());
+
+    const TargetConfig* bare = config->targetByName("bare");
+    REQUIRE(bare != nullptr);
+    CHECK(bare->hmacKey == "secret-for-./secrets/bare-token/token");
+
+    const RouteConfig* toN8n = routeNamed(*config, "to-n8n");
+    REQUIRE(toN8n != nullptr);
+    CHECK(toN8n->targets == std::vector<std::string>{"n8n"});
+    CHECK(toN8n->eventMetadata.at("cluster") == "home");
+    const RouteConfig* toHa = routeNamed(*config, "to-ha");
+    REQUIRE(toHa != nullptr);
+    CHECK((toHa->eventSeverity == Severity::error));
 }
 
 TEST_CASE("import-flux: a proxySecretRef's address comes from the environment, its credentials from a file") {

@@ -138,7 +138,7 @@ routes:
 
 TEST_CASE("the full example config loads, secrets read relative to the config's folder") {
     setenv("FLUX_RELAY_TOKEN", "relay-token", 1);
-    const fs::path folder = fs::path(__FILE__).parent_path() / "testdata" / "spec-example";
+    const fs::path folder = fs::path(FLUXRELAY_CONFIG_TESTDATA) / "spec-example";
     const std::string file = (folder / "fluxrelay.yaml").string();
     ConfigPtr config;
     try {
@@ -287,7 +287,7 @@ routes:
   - {name: r, source: fluxx, targets: [am]}
 )") == errors({"test.yaml:2:24: invalid type 'flx' (did you mean 'flux'?) (one of: flux, github)",
                "test.yaml:4:22: invalid type 'alertmanger' (did you mean 'alertmanager'?) (one of: alertmanager, "
-               "github, flux-receiver, kubernetes)",
+               "github, flux-receiver, kubernetes, generic)",
                "test.yaml:6:23: route 'r': unknown source 'fluxx' (did you mean 'flux'?)"}));
     }
     SUBCASE("a name far from every known one gets no suggestion") {
@@ -914,7 +914,8 @@ TEST_CASE("targets: common keys") {
            "test.yaml:7:18: 'concurrency' must be between 1 and 2147483647",
            "test.yaml:8:15: 'maxBatch' must be between 1 and 2147483647",
            "test.yaml:9:14: 'timeout' must be longer than 0s",
-           "test.yaml:11:11: invalid type 'pagerduty' (one of: alertmanager, github, flux-receiver, kubernetes)",
+           "test.yaml:11:11: invalid type 'pagerduty' (one of: alertmanager, github, flux-receiver, kubernetes, "
+           "generic)",
            "test.yaml:16:5: 'username' and 'password'/'passwordFile' go together",
            "test.yaml:17:5: a target authenticates with a token or with username and password, not both",
            "test.yaml:18:5: cannot read certFile 'client.crt': No such file or directory",
@@ -1166,6 +1167,69 @@ TEST_CASE("targets: alertmanager labels and annotations are templates, parsed at
        }));
 }
 
+TEST_CASE("targets: generic, its HMAC key and the keys it refuses") {
+    TempDir dir;
+    // Flux signs with the Secret's bytes: only the final line ending is dropped.
+    dir.write("hmac-key", " key with spaces \n");
+    const ConfigPtr config = loadConfigText(R"(sources:
+  - {name: flux, type: flux, path: /flux/events}
+targets:
+  - name: n8n
+    type: generic
+    address: https://n8n.example/webhook/flux
+    hmacKeyFile: hmac-key
+    headers: {X-Team: platform}
+    timeout: 5s
+    proxy: http://proxy.internal:3128
+  - {name: ha, type: generic, address: "http://ha.local:8123/api/webhook/flux", hmacKey: inline-key, token: t}
+routes:
+  - {name: all, source: flux, targets: [n8n, ha]}
+)",
+                                            (dir.path() / "c.yaml").string());
+    const TargetConfig& n8n = config->targets.at(0);
+    CHECK(name(n8n.type) == "generic");
+    CHECK(n8n.hmacKey == " key with spaces ");
+    CHECK(n8n.addressText == "https://n8n.example/webhook/flux");
+    CHECK(n8n.timeout == 5s);
+    REQUIRE(n8n.proxy.has_value());
+    CHECK(n8n.proxy->host == "proxy.internal");
+    CHECK(config->targets.at(1).hmacKey == "inline-key");
+    CHECK(config->targets.at(1).token == "t");
+
+    dir.write("empty-key", "\n");
+    const std::string file = (dir.path() / "c.yaml").string();
+    const std::string at = file + ":";
+    CHECK(errorsOf(R"(sources:
+  - {name: github, type: github, path: /github/webhook}
+targets:
+  - name: n8n
+    type: generic
+    hmacKeyFile: empty-key
+    maxBatch: 8
+    resolve: true
+    username: u
+    context: x
+  - {name: g, type: generic, address: "http://g/", hmacKey: a, hmacKeyFile: empty-key}
+  - {name: am, type: alertmanager, address: "http://am/", hmacKey: a}
+routes:
+  - {name: push, source: github, targets: [g]}
+)",
+                   file) ==
+          errors({
+              at + "4:5: missing required key 'address' in target",
+              at + "6:5: hmacKeyFile '" + (dir.path() / "empty-key").string() + "' is empty",
+              at + "7:5: 'maxBatch' applies only to alertmanager targets (generic targets send one request per "
+                   "event)",
+              at + "8:5: 'resolve' applies only to alertmanager targets",
+              at + "9:5: 'username' applies only to alertmanager targets (generic targets send no username and "
+                   "password)",
+              at + "10:5: 'context' applies only to github targets",
+              at + "11:64: 'hmacKey' and 'hmacKeyFile' are mutually exclusive",
+              at + "12:59: 'hmacKey' applies only to generic targets",
+              at + "14:44: route 'push': generic target 'g' cannot take events of a github source",
+          }));
+}
+
 TEST_CASE("routes: a dedup window nothing counts within is refused") {
     CHECK(errorsOf(kSourcesAndTargets +
                    R"(  - {name: a, source: flux, targets: [am], dedup: {mode: transitions, window: 1h}}
@@ -1348,6 +1412,7 @@ TEST_CASE("toString names types as the config writes them") {
     CHECK(std::string(toString(TargetType::github)) == "github");
     CHECK(std::string(toString(TargetType::fluxReceiver)) == "flux-receiver");
     CHECK(std::string(toString(TargetType::kubernetes)) == "kubernetes");
+    CHECK(std::string(toString(TargetType::generic)) == "generic");
     CHECK(std::string(toString(DedupMode::none)) == "none");
     CHECK(std::string(toString(DedupMode::flux)) == "flux");
     CHECK(std::string(toString(DedupMode::normalized)) == "normalized");

@@ -64,10 +64,11 @@ std::vector<HttpRequest> buildAll(const Provider& provider) {
 // The dispatcher's first step: the credentials the provider asks for, here its token file's.
 Outcome fetchCredentials(Provider& provider) {
     const TimePoint now = Clock::now();
-    const std::optional<CredentialsFetch> fetch = provider.credentialsFetch(now);
+    Credentials* credentials = provider.credentials();
+    const std::optional<CredentialsFetch> fetch = credentials ? credentials->fetch(now) : std::nullopt;
     if (!fetch) return Outcome::delivered("fresh");
     const FileContent file = readWholeFile(fetch->file);
-    return provider.acceptCredentials({.response = {}, .content = file.bytes, .error = file.error}, now);
+    return credentials->accept({.response = {}, .content = file.bytes, .error = file.error}, now);
 }
 
 std::string header(const HttpRequest& request, std::string_view name) {

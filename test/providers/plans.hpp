@@ -34,12 +34,15 @@ inline ProviderState stateAfterDelivery(const Provider& provider, std::span<cons
 
 // The credentials exchange the provider asks for, if any.
 inline std::optional<HttpRequest> credentialsRequest(Provider& provider, TimePoint now) {
-    std::optional<CredentialsFetch> fetch = provider.credentialsFetch(now);
+    Credentials* credentials = provider.credentials();
+    std::optional<CredentialsFetch> fetch = credentials ? credentials->fetch(now) : std::nullopt;
     return fetch ? fetch->exchange : std::nullopt;
 }
 
 inline Outcome acceptCredentials(Provider& provider, HttpResponse response, TimePoint now) {
-    return provider.acceptCredentials({.response = std::move(response), .content = {}, .error = {}}, now);
+    Credentials* credentials = provider.credentials();
+    if (credentials == nullptr) return Outcome::permanent("the provider renews no credentials");
+    return credentials->accept({.response = std::move(response), .content = {}, .error = {}}, now);
 }
 
 }  // namespace fluxrelay
