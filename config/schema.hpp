@@ -45,6 +45,9 @@ struct Key {
     // others have no use for it ("send one request per event"); empty: every type's.
     std::string_view onlyFor{};
     std::string_view othersDoNot{};
+    // stringMap: the form its names must have (a regular expression) and the names it may not use.
+    std::string_view namePattern{};
+    std::span<const std::string_view> reservedNames{};
 };
 
 struct Section {
