@@ -105,7 +105,7 @@ struct SourceConfig {
     std::vector<std::string> events;  // accepted X-GitHub-Event values; empty: all
 };
 
-enum class TargetType { alertmanager, github, fluxReceiver, kubernetes, generic };
+enum class TargetType { alertmanager, github, githubDeployment, fluxReceiver, kubernetes, generic };
 
 struct RetryPolicy {
     int maxAttempts = 0;  // 0: unlimited (bounded by maxAge)
@@ -163,7 +163,12 @@ struct TargetConfig {
     std::map<std::string, std::string> severityMap;  // event severity → the alert's severity label; empty: verbatim
     // github
     std::string context = "{kind}/{name}";
-    std::optional<GitHubAppConfig> app;  // set: authenticate as this App, `token` is empty
+    std::optional<GitHubAppConfig> app;  // set: authenticate as this App, `token` is empty (github-deployment too)
+    // github-deployment: templates with {kind}, {name} and {namespace}; empty URLs are not sent
+    std::string environment;
+    std::optional<bool> productionEnvironment;  // unset: GitHub's default (true for "production")
+    std::string environmentUrl;
+    std::string logUrl;
     // flux-receiver
     std::string receiverName;
     std::string receiverNamespace;
