@@ -262,7 +262,7 @@ routes:
     CHECK((fixture.log.outcomes() == std::vector{AttemptOutcome::retry, AttemptOutcome::delivered}));
     fixture.post("error", "HealthCheckFailed", revision);
     REQUIRE(eventually([&] { return fixture.log.outcomes().size() == 3; }));
-    CHECK(fixture.log.outcomes().back() == AttemptOutcome::delivered);
+    CHECK((fixture.log.outcomes().back() == AttemptOutcome::delivered));
     // One list and one create, then only statuses: the failed post's retry found the stored id.
     CHECK(fixture.github.received() == std::vector<std::string>{
                                            "GET /api/v3/repos/owner/repo/deployments",
