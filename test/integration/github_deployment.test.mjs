@@ -2,7 +2,7 @@
 // checks each request against GitHub's OpenAPI description and keeps deployments and statuses as
 // GitHub does: a rollout's events become one Deployment per revision with its statuses in order.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { startGitHubStandIn } from './github_standin.mjs';
@@ -124,6 +124,28 @@ describe('github-deployment target', () => {
     assert.deepEqual(stand.violations, []);
   });
 
+  test('a rate limit pauses the target until x-ratelimit-reset, then the rollout goes on', async () => {
+    const name = `limited-${uniqueSuffix()}`;
+    const sha = stand.newCommit();
+    let resetAt = 0;
+    stand.deploymentAnswers.push({
+      status: 403,
+      body: { message: 'API rate limit exceeded for user ID 1.', documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api' },
+      headers: () => {
+        resetAt = Math.ceil(Date.now() / 1000) + 1;
+        return { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-used': '5000', 'x-ratelimit-reset': String(resetAt), 'x-ratelimit-resource': 'core' };
+      },
+    });
+    await post(relay, rolloutEvent(name, sha, 'Progressing'));
+    await waitFor(() => stand.deploymentsFor(sha)[0]?.statuses.length === 1, { what: 'the in_progress status after the reset' });
+    const limited = stand.deploymentRequests.find((r) => r.status === 403);
+    const created = stand.deploymentRequests.filter((r) => r.at > limited.at && r.method === 'POST' && r.status === 201);
+    assert.ok(created.length >= 1);
+    for (const r of created) assert.ok(r.at >= resetAt * 1000 - 100, `POST ${r.at - resetAt * 1000} ms before the reset`);
+    assert.equal(stand.deploymentsFor(sha).length, 1);
+    assert.deepEqual(stand.violations, []);
+  });
+
   test('after a restart the stored Deployment gets the next status', async () => {
     const name = `restart-${uniqueSuffix()}`;
     const sha = stand.newCommit();
@@ -169,5 +191,42 @@ describe('github-deployment target', () => {
     assert.deepEqual(seen.map((r) => `${r.method} ${r.path} ${r.status}`), ['GET deployments 200', 'POST deployments 422']);
     stand.violations.length = 0; // the unknown ref was the point
     assert.ok(!relay.log().includes(GITHUB_TOKEN), 'the token shows in the relay log');
+  });
+});
+
+describe('github-deployment target as a GitHub App', () => {
+  const APP_ID = 4321;
+  const INSTALLATION_ID = 8765;
+  let stand;
+  let relay;
+
+  before(async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
+    stand = await startGitHubStandIn({ app: { appId: APP_ID, installationId: INSTALLATION_ID, publicKey: createPublicKey(publicKey) } });
+    const config = deploymentConfig(stand);
+    const { tokenFile: _tokenFile, ...target } = config.targets[0];
+    config.targets[0] = { ...target, app: { appID: APP_ID, installationID: INSTALLATION_ID, privateKeyFile: './app.pem' } };
+    relay = await startRelay(config, { files: { 'app.pem': privateKey } });
+  });
+  after(async () => {
+    await relay?.stop();
+    await stand?.close();
+  });
+
+  test('one installation token serves the list, the create and the statuses', async () => {
+    const name = `app-${uniqueSuffix()}`;
+    const sha = stand.newCommit();
+    await post(relay, rolloutEvent(name, sha, 'Progressing'));
+    await post(relay, rolloutEvent(name, sha, 'ReconciliationSucceeded'));
+    await waitFor(() => stand.deploymentsFor(sha)[0]?.statuses.length === 2, { what: 'both statuses' });
+    assert.equal(stand.exchanges.length, 1);
+    assert.equal(stand.deploymentsFor(sha).length, 1);
+    assert.deepEqual(states(stand.deploymentsFor(sha)[0]), ['in_progress', 'success']);
+    assert.deepEqual(stand.violations, []);
+    for (const token of stand.tokens) assert.ok(!relay.log().includes(token), 'installation token in the log');
   });
 });

@@ -134,7 +134,7 @@ export async function startGitHubStandIn({ token = null, app = null } = {}) {
     tokens: new Set(token ? [token] : []),
     deployments: [], // created: {id, owner, repo, sha, environment, payload, description, production, transient, statuses: [{state, description, environment_url, log_url, at}]}
     deploymentRequests: [], // every request to the deployment endpoints: {at, method, path, body, status}
-    // programmed answers for the next valid deployment requests: {status, body, applied}; applied:
+    // programmed answers for the next valid deployment requests: {status, body, headers, applied}; applied:
     // GitHub did what was asked and the answer was lost (a 5xx from a proxy, say)
     deploymentAnswers: [],
   };
@@ -366,9 +366,10 @@ export async function startGitHubStandIn({ token = null, app = null } = {}) {
     }
 
     const programmed = stand.deploymentAnswers.shift();
-    if (programmed && !programmed.applied) return answer(programmed.status, programmed.body);
+    const programmedAnswer = () => answer(programmed.status, programmed.body, typeof programmed.headers === 'function' ? programmed.headers() : programmed.headers);
+    if (programmed && !programmed.applied) return programmedAnswer();
     // What GitHub answers, or the programmed answer in its place once GitHub did the work.
-    const finish = (status, json) => (programmed ? answer(programmed.status, programmed.body) : answer(status, json));
+    const finish = (status, json) => (programmed ? programmedAnswer() : answer(status, json));
 
     if (op === createDeployment) {
       if (!stand.commits.has(json.ref)) {
