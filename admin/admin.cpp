@@ -70,7 +70,7 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
         co_return response;
     }
     if (path == "/metrics" && get) {
-        co_await refreshQueueGauges();
+        co_await refreshStorageGauges();
         auto response = HttpServerResponse{http::status::ok, request.version()};
         response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         response.body() = telemetry_.metrics().render();
@@ -105,9 +105,9 @@ boost::asio::awaitable<HttpServerResponse> Admin::handle(HttpServerRequest& requ
     co_return errorResponse(404, "no admin endpoint at " + std::string(path));
 }
 
-// Queue depth and dead letters come from storage at scrape time: they survive restarts and are
-// shared by replicas, which counters kept in this process would not be.
-boost::asio::awaitable<void> Admin::refreshQueueGauges() {
+// Queue depth, dead letters and failing objects come from storage at scrape time: they survive
+// restarts and are shared by replicas, which counters kept in this process would not be.
+boost::asio::awaitable<void> Admin::refreshStorageGauges() {
     const auto counts = co_await asyncCounts(storage_, boost::asio::use_awaitable);
     for (const auto& target : config_()->targets) {
         const auto it = std::find_if(counts.begin(), counts.end(),
@@ -116,6 +116,8 @@ boost::asio::awaitable<void> Admin::refreshQueueGauges() {
                                       it == counts.end() ? 0 : it->dead);
     }
     telemetry_.metrics().setStorageRepairs(storage_.repairs());
+    telemetry_.metrics().setFailingObjects(
+        co_await asyncFailingObjects(storage_, Clock::now(), boost::asio::use_awaitable));
 }
 
 HttpServerResponse Admin::targets() const {

@@ -24,7 +24,7 @@ private:
     boost::asio::awaitable<HttpServerResponse> deadLetters(const HttpServerRequest& request);
     boost::asio::awaitable<HttpServerResponse> replay(const HttpServerRequest& request, std::string_view id);
     HttpServerResponse targets() const;
-    boost::asio::awaitable<void> refreshQueueGauges();
+    boost::asio::awaitable<void> refreshStorageGauges();
     bool authorized(const Config& config, const HttpServerRequest& request) const;
 
     std::function<ConfigPtr()> config_;

@@ -163,6 +163,11 @@ void Metrics::setStorageRepairs(std::map<std::string, std::uint64_t> repairs) {
     storageRepairs_ = std::move(repairs);
 }
 
+void Metrics::setFailingObjects(std::vector<ObjectHealth> objects) {
+    std::lock_guard lock(mutex_);
+    failingObjects_ = std::move(objects);
+}
+
 std::string Metrics::render() const {
     std::ostringstream out;
     {
@@ -219,6 +224,15 @@ std::string Metrics::render() const {
                "Repairs the spool made to itself since start, by kind (consumer_group: Redis lost its data).");
         for (const auto& [kind, value] : storageRepairs_) {
             out << "fluxrelay_storage_repairs_total{kind=\"" << escapeLabelValue(kind) << "\"} " << value << '\n';
+        }
+        // One series per object: a new reason replaces the series of the old one.
+        header(out, "fluxrelay_flux_object_failing", "gauge",
+               "1 while the Flux object's latest event is an error, labelled with its reason; gone after an info "
+               "event or admin.forgetObjectsAfter.");
+        for (const auto& object : failingObjects_) {
+            out << "fluxrelay_flux_object_failing{kind=\"" << escapeLabelValue(object.kind) << "\",namespace=\""
+                << escapeLabelValue(object.namespace_) << "\",name=\"" << escapeLabelValue(object.name)
+                << "\",reason=\"" << escapeLabelValue(object.reason) << "\"} 1\n";
         }
         header(out, "fluxrelay_config_last_reload_successful", "gauge",
                "Whether the last configuration load succeeded (1) or was rejected (0).");

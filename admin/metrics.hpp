@@ -8,8 +8,10 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "core/time.hpp"
+#include "storage/storage.hpp"
 
 namespace fluxrelay {
 
@@ -26,6 +28,8 @@ public:
     void setConfigReload(bool successful, TimePoint at);
     // The spool's repairs since start, by kind (Storage::repairs).
     void setStorageRepairs(std::map<std::string, std::uint64_t> repairs);
+    // The Flux objects whose latest event is an error (Storage::failingObjects), as of this scrape.
+    void setFailingObjects(std::vector<ObjectHealth> objects);
 
     // Prometheus text exposition format 0.0.4, including process_* metrics of this process.
     std::string render() const;
@@ -51,6 +55,7 @@ private:
     std::map<std::string, Histogram, std::less<>> durations_;
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>, std::less<>> queues_;  // depth, dead
     std::map<std::string, std::uint64_t> storageRepairs_;
+    std::vector<ObjectHealth> failingObjects_;
     bool reloadSuccessful_ = true;
     TimePoint lastSuccessfulReload_ = Clock::now();
 };

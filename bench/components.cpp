@@ -1,6 +1,7 @@
 // Each stage of ingest timed alone over bench/run.sh's event pool, so a missed target can be
 // explained with measurements: the signature check, the parse, routing's dedup key, the storage
-// record, and the spool's accept (with its group commit) with and without a dedup gate.
+// record, and the spool's accept (with its group commit) with and without a dedup gate, and with
+// the object health record a flux source's events add.
 //
 //   fluxrelay-bench-components POOL HMAC_KEY_FILE SPOOL_FOLDER [IN_FLIGHT [REDIS_PORT]]
 //
@@ -53,7 +54,9 @@ void measure(const char* name, std::size_t count, Stage stage) {
 
 // Accepts every event into a fresh spool with `inFlight` accepts outstanding at a time, as that
 // many connections would; with `gate`, each route holds a mode-flux dedup key as the bench's do.
-void acceptAll(std::unique_ptr<Storage> storage, const std::vector<EventPtr>& events, std::size_t inFlight, bool gate) {
+// With `health`, each accept also records its object's health, as ingest does for a flux source.
+void acceptAll(std::unique_ptr<Storage> storage, const std::vector<EventPtr>& events, std::size_t inFlight, bool gate,
+               bool health = false) {
     std::deque<std::future<AcceptResult>> pending;
     std::size_t refused = 0;
     const auto collect = [&] {
@@ -71,15 +74,17 @@ void acceptAll(std::unique_ptr<Storage> storage, const std::vector<EventPtr>& ev
                              .threshold = 0,
                              .observation = {}});
         }
-        AcceptRequest request{.event = event,
-                              .routes = {{.name = "route",
-                                          .dedup = std::move(gates),
-                                          .event = event,
-                                          .targets = {"alertmanager"},
-                                          .delay = {},
-                                          .coalesceKey = {}}},
-                              .idempotencyKey = {},
-                              .idempotencyWindow = {}};
+        AcceptRequest request{
+            .event = event,
+            .routes = {{.name = "route",
+                        .dedup = std::move(gates),
+                        .event = event,
+                        .targets = {"alertmanager"},
+                        .delay = {},
+                        .coalesceKey = {}}},
+            .idempotencyKey = {},
+            .idempotencyWindow = {},
+            .objectHealth = health ? objectHealthOf(*event, std::chrono::hours(24)) : std::optional<ObjectHealth>()};
         pending.push_back(asyncAccept(*storage, std::move(request), boost::asio::use_future));
         if (pending.size() >= inFlight) collect();
     }
@@ -153,6 +158,8 @@ int main(int argc, char** argv) {
     });
     measure("spool accept, no dedup", count, [&] { acceptAll(freshSqlite(argv[3]), events, inFlight, false); });
     measure("spool accept, dedup gate", count, [&] { acceptAll(freshSqlite(argv[3]), events, inFlight, true); });
+    measure("spool accept, gate + health", count,
+            [&] { acceptAll(freshSqlite(argv[3]), events, inFlight, true, true); });
     if (argc > 5) {
         const auto port = static_cast<std::uint16_t>(std::stoul(argv[5]));
         auto plain = freshRedis(port, "components-plain:");

@@ -55,6 +55,8 @@ struct AdminConfig {
     Endpoint listen{"127.0.0.1", 9090};
     std::optional<ServerTls> tls;  // same shape as server.tls
     std::string token;             // bearer token for /api/v1/* writes; empty: none required
+    // A failing Flux object leaves fluxrelay_flux_object_failing this long after its last event.
+    Duration forgetObjectsAfter = std::chrono::hours(24);
 };
 
 enum class SyncMode { normal, full };

@@ -117,6 +117,7 @@ private:
         set(config_.admin.listen, listen(reader_, *fields));
         if (const Entry* tls = fields->find("tls")) config_.admin.tls = parseListenerTls(*tls, "admin.tls");
         config_.admin.token = readSecret(reader_, *fields, "token", "tokenFile", SecretTrim::trailingWhitespace);
+        set(config_.admin.forgetObjectsAfter, reader_.duration(*fields, "forgetObjectsAfter", false));
     }
 
     void parseStorage(const Entry& entry) {

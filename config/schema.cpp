@@ -84,6 +84,8 @@ constinit const Key kAdminKeys[] = {
     mapping("tls", kListenerTls, "serve HTTPS"),
     string("token", "bearer token for the admin API's writes"),
     string("tokenFile", "file holding the admin bearer token"),
+    duration("forgetObjectsAfter",
+             "a failing Flux object leaves fluxrelay_flux_object_failing this long after its last event (default 24h)"),
 };
 
 constinit const Key kRedisKeys[] = {

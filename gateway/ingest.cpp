@@ -125,7 +125,11 @@ std::variant<EventPtr, HttpServerResponse> Ingest::parse(const SourceConfig& sou
 }
 
 boost::asio::awaitable<HttpServerResponse> Ingest::store(const Config& config, EventPtr event) {
-    AcceptRequest request{.event = event, .routes = {}, .idempotencyKey = {}, .idempotencyWindow = {}};
+    AcceptRequest request{.event = event,
+                          .routes = {},
+                          .idempotencyKey = {},
+                          .idempotencyWindow = {},
+                          .objectHealth = objectHealthOf(*event, config.admin.forgetObjectsAfter)};
     if (const GitHubEvent* github = event->github()) {
         // GitHub redelivers on request, and after its 10 s timeout: a delivery id triggers once.
         request.idempotencyKey = "github-delivery:" + event->source + ":" + github->deliveryId;

@@ -1,7 +1,23 @@
 // The one accept sequence of every spool (storage/accept.hpp).
 #include "storage/accept.hpp"
 
+#include <algorithm>
+
 namespace fluxrelay {
+
+std::optional<ObjectHealth> objectHealthOf(const Event& event, Duration forgetAfter) {
+    const FluxEvent* flux = event.flux();
+    if (flux == nullptr || (flux->severity != "error" && flux->severity != "info")) return std::nullopt;
+    const ObjectRef& object = flux->involvedObject;
+    const bool failing = flux->severity == "error";
+    return ObjectHealth{.kind = object.kind,
+                        .namespace_ = object.namespace_,
+                        .name = object.name,
+                        .failing = failing,
+                        .reason = failing ? flux->reason : std::string(),
+                        .at = event.receivedAt,
+                        .expiry = event.receivedAt + forgetAfter};
+}
 
 AcceptResult runAccept(const AcceptRequest& request, AcceptSteps& steps, std::size_t maxQueuedDeliveries,
                        TimePoint now) {
@@ -23,6 +39,7 @@ AcceptResult runAccept(const AcceptRequest& request, AcceptSteps& steps, std::si
     if (!request.idempotencyKey.empty()) {
         steps.holdIdempotencyKey(request.idempotencyKey, now + request.idempotencyWindow);
     }
+    if (request.objectHealth) steps.recordObjectHealth(*request.objectHealth);
     for (std::size_t i = 0; i < request.routes.size(); ++i) {
         const auto& route = request.routes[i];
         if (auto why = applyDedupGates(route.dedup, steps, now, request.event->id)) {
@@ -35,6 +52,18 @@ AcceptResult runAccept(const AcceptRequest& request, AcceptSteps& steps, std::si
     }
     result.stored = true;
     return result;
+}
+
+FailingObjects sortFailingObjects(std::vector<ObjectHealth> held, TimePoint now) {
+    std::sort(held.begin(), held.end(), [](const ObjectHealth& a, const ObjectHealth& b) {
+        return a.at != b.at ? a.at > b.at : a.object() < b.object();
+    });
+    FailingObjects sorted;
+    for (auto& health : held) {
+        const bool keep = health.expiry > now && sorted.kept.size() < kFailingObjectsHeld;
+        (keep ? sorted.kept : sorted.forgotten).push_back(std::move(health));
+    }
+    return sorted;
 }
 
 }  // namespace fluxrelay

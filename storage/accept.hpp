@@ -1,10 +1,11 @@
 // The one accept sequence every spool runs inside its own transaction: idempotency key, queue
-// bound, then each route's dedup gates and deliveries. Spools differ only in where the steps
+// bound, the object's health, then each route's dedup gates and deliveries. Spools differ only in where the steps
 // read and write, so they cannot drift apart in the order of the steps.
 #pragma once
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "core/dedup_gate.hpp"
 #include "storage/storage.hpp"
@@ -24,11 +25,21 @@ public:
     // queued delivery of the same burst (coalesceKey); counts what it adds to deliveriesHeld.
     virtual void enqueue(std::size_t routeIndex, const AcceptRequest::Route& route, const std::string& target,
                          TimePoint now) = 0;
+    // Keeps a failing object (replacing what was held for it), or forgets one healthy again.
+    virtual void recordObjectHealth(const ObjectHealth& health) = 0;
 };
 
 // The sequence. A duplicate idempotency key stores nothing; a full queue refuses before the key is
 // taken, so a sender's retry after the 503 (a GitHub redelivery) is accepted, not a "duplicate".
 AcceptResult runAccept(const AcceptRequest& request, AcceptSteps& steps, std::size_t maxQueuedDeliveries,
                        TimePoint now);
+
+// What a spool answers to failingObjects out of every record it holds: the unexpired ones, most
+// recently heard of first, at most kFailingObjectsHeld. It deletes the others (`forgotten`).
+struct FailingObjects {
+    std::vector<ObjectHealth> kept;
+    std::vector<ObjectHealth> forgotten;
+};
+FailingObjects sortFailingObjects(std::vector<ObjectHealth> held, TimePoint now);
 
 }  // namespace fluxrelay

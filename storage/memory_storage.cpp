@@ -30,6 +30,16 @@ public:
         complete(std::move(handler), std::move(result));
     }
 
+    void failingObjects(TimePoint now,
+                        boost::asio::any_completion_handler<void(std::vector<ObjectHealth>)> handler) override {
+        FailingObjects sorted;
+        {
+            std::lock_guard lock(mutex_);
+            sorted = keepFailingObjects(now);
+        }
+        complete(std::move(handler), std::move(sorted.kept));
+    }
+
     void claim(std::string target, std::size_t max, TimePoint now,
                boost::asio::any_completion_handler<void(Claim)> handler) override {
         Claim claim;
@@ -232,9 +242,26 @@ private:
             ++spool.queued_;
             woken.push_back(target);
         }
+        void recordObjectHealth(const ObjectHealth& health) override {
+            if (health.failing) {
+                spool.failing_.insert_or_assign(health.object(), health);
+                // Amortised, as between reads the objects would pile up.
+                if (spool.failing_.size() > 2 * kFailingObjectsHeld) spool.keepFailingObjects(health.at);
+            } else {
+                spool.failing_.erase(health.object());
+            }
+        }
         MemoryStorage& spool;
         std::vector<std::string>& woken;
     };
+
+    FailingObjects keepFailingObjects(TimePoint now) {
+        std::vector<ObjectHealth> held;
+        for (const auto& [object, health] : failing_) held.push_back(health);
+        FailingObjects sorted = sortFailingObjects(std::move(held), now);
+        for (const auto& health : sorted.forgotten) failing_.erase(health.object());
+        return sorted;
+    }
 
     void pruneDedup(TimePoint now) {
         // Amortised: sweep only when the map has doubled since the last sweep.
@@ -274,6 +301,7 @@ private:
     std::unordered_map<std::string, Value> values_;
     std::map<std::pair<std::string, std::string>, std::uint64_t> coalescing_;  // (coalesce key, target) → queued id
     std::vector<DeadLetter> dead_;
+    std::unordered_map<std::string, ObjectHealth> failing_;  // object → its latest error; pruned when read
     std::function<void(const std::string&)> listener_;
 };
 

@@ -120,6 +120,15 @@ redis.call('ZADD', prefix .. 'deadage', ARGV[9], id)
 return 1
 )lua";
 
+// Lets go of failing-object records a read found expired or past the bound, unless another
+// replica rewrote one meanwhile (the object failed again). KEYS: the hash. ARGV: field, value, ...
+constexpr const char* kForgetObjectsScript = R"lua(
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+)lua";
+
 // A dead letter back into its target's schedule, due now, with no attempts; its target, or nil.
 // KEYS: delivery. ARGV: id, now (ns), now (µs), key prefix.
 constexpr const char* kReplayScript = R"lua(
@@ -414,6 +423,15 @@ public:
             });
     }
 
+    void failingObjects(TimePoint now, asio::any_completion_handler<void(std::vector<ObjectHealth>)> handler) override {
+        spawn<std::vector<ObjectHealth>>(
+            std::move(handler), [this, now] { return doFailingObjects(now); },
+            [](const std::string& error) {
+                spdlog::warn("storage: the failing objects cannot be read: {}", error);
+                return std::vector<ObjectHealth>();
+            });
+    }
+
     void counts(asio::any_completion_handler<void(std::vector<TargetCounts>)> handler) override {
         spawn<std::vector<TargetCounts>>(
             std::move(handler), [this] { return doCounts(); },
@@ -509,6 +527,16 @@ private:
             ++created;
             ++held_;
             woken.push_back(target);
+        }
+        void recordObjectHealth(const ObjectHealth& health) override {
+            if (!health.failing) {
+                writes_.push_back({"HDEL", spool_.key("failing-objects"), health.object()});
+                return;
+            }
+            const nlohmann::json record{{"kind", health.kind},    {"namespace", health.namespace_},
+                                        {"name", health.name},    {"reason", health.reason},
+                                        {"at", nanos(health.at)}, {"expiry", nanos(health.expiry)}};
+            writes_.push_back({"HSET", spool_.key("failing-objects"), health.object(), record.dump()});
         }
 
         std::size_t created = 0;
@@ -1035,6 +1063,45 @@ private:
                 failing.push_back(latest["e"].get<std::string>());
         }
         co_return failing;
+    }
+
+    // One hash field per failing object. Those expired or past kFailingObjectsHeld are let go
+    // here, as the journal's objects are.
+    asio::awaitable<std::vector<ObjectHealth>> doFailingObjects(TimePoint now) {
+        auto cmd = connection(cmd_);
+        std::vector<std::string> all{"HGETALL", key("failing-objects")};
+        const RedisReply reply = co_await cmd->command(std::move(all));
+        std::vector<ObjectHealth> held;
+        std::map<std::string, std::string> records;  // field → the record read, for the forget
+        std::vector<std::string> letGo;              // fields unreadable, expired or past the bound
+        const auto& fields = reply.elements;
+        for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+            const nlohmann::json record = nlohmann::json::parse(fields[i + 1].text, nullptr, false);
+            const auto time = [&](const char* name) { return fromNanos(record.at(name).get<std::string>()); };
+            try {
+                held.push_back({.kind = record.at("kind").get<std::string>(),
+                                .namespace_ = record.at("namespace").get<std::string>(),
+                                .name = record.at("name").get<std::string>(),
+                                .failing = true,
+                                .reason = record.at("reason").get<std::string>(),
+                                .at = time("at"),
+                                .expiry = time("expiry")});
+            } catch (const std::exception&) {
+                letGo.push_back(fields[i].text);
+            }
+            records.emplace(fields[i].text, fields[i + 1].text);
+        }
+        FailingObjects sorted = sortFailingObjects(std::move(held), now);
+        for (const auto& health : sorted.forgotten) letGo.push_back(health.object());
+        if (!letGo.empty()) {
+            std::vector<std::string> forget{"EVAL", kForgetObjectsScript, "1", key("failing-objects")};
+            for (const auto& field : letGo) {
+                forget.push_back(field);
+                forget.push_back(records[field]);
+            }
+            co_await cmd->command(std::move(forget));
+        }
+        co_return std::move(sorted.kept);
     }
 
     asio::awaitable<std::vector<TargetCounts>> doCounts() {

@@ -369,8 +369,24 @@ void migrateToV2(Database& db) {
     )sql");
 }
 
+// Version 3: the Flux objects whose latest event is an error (the object health metric), one row
+// per object; an info event deletes its object's row.
+void migrateToV3(Database& db) {
+    db.exec(R"sql(
+        CREATE TABLE failing_objects (
+            kind TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (kind, namespace, name)
+        ) WITHOUT ROWID;
+    )sql");
+}
+
 // migrations[i] takes the schema from version i to i + 1; a new version is one more function.
-constexpr std::array<void (*)(Database&), 2> kMigrations = {&migrateToV1, &migrateToV2};
+constexpr std::array<void (*)(Database&), 3> kMigrations = {&migrateToV1, &migrateToV2, &migrateToV3};
 
 void migrate(Database& db) {
     const int version = std::stoi(db.pragmaText("PRAGMA user_version"));
@@ -437,6 +453,16 @@ struct Statements {
           pruneKeys(db, "DELETE FROM dedup WHERE key > ?1 AND key <= ?2 AND expires_at <= ?3"),
           pruneKeysToEnd(db, "DELETE FROM dedup WHERE key > ?1 AND expires_at <= ?2"),
           pruneValues(db, "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ?1 LIMIT ?2)"),
+          putFailing(db,
+                     "INSERT OR REPLACE INTO failing_objects(kind, namespace, name, reason, at, expires_at) "
+                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"),
+          eraseFailing(db, "DELETE FROM failing_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3"),
+          selectFailing(db,
+                        "SELECT kind, namespace, name, reason, at, expires_at FROM failing_objects "
+                        "WHERE expires_at > ?1 ORDER BY at DESC LIMIT ?2"),
+          pruneFailing(db,
+                       "DELETE FROM failing_objects WHERE expires_at <= ?1 OR (kind, namespace, name) IN "
+                       "(SELECT kind, namespace, name FROM failing_objects ORDER BY at DESC LIMIT -1 OFFSET ?2)"),
           countHeld(db, "SELECT (SELECT COUNT(*) FROM queue) + (SELECT COUNT(*) FROM dead)"),
           lastId(db, "SELECT MAX(COALESCE((SELECT MAX(id) FROM queue), 0), COALESCE((SELECT MAX(id) FROM dead), 0))"),
           countByTarget(
@@ -448,6 +474,7 @@ struct Statements {
     Statement settleDelivered, settleRetry, moveToDead, selectDead, deadTarget, replay, deleteDead;
     Statement getKey, putKey, eraseKey, getValue, putValue, eraseValue, probe;
     Statement pruneDead, keyChunkEnd, pruneKeys, pruneKeysToEnd, pruneValues;
+    Statement putFailing, eraseFailing, selectFailing, pruneFailing;
     Statement countHeld, lastId, countByTarget;
 };
 
@@ -712,6 +739,13 @@ public:
             Access::write, std::move(handler),
             [this, key = std::move(key)] { Query(statements().eraseValue).bind(1, key).run(); },
             [](const Failure& failure) { spdlog::warn("storage: a value was not erased: {}", failure.text); }));
+    }
+
+    void failingObjects(TimePoint now,
+                        boost::asio::any_completion_handler<void(std::vector<ObjectHealth>)> handler) override {
+        submit(makeOp<std::vector<ObjectHealth>>(
+            Access::read, std::move(handler), [this, now] { return doFailingObjects(now); },
+            [](const Failure&) { return std::vector<ObjectHealth>(); }));
     }
 
     void counts(boost::asio::any_completion_handler<void(std::vector<TargetCounts>)> handler) override {
@@ -1112,6 +1146,16 @@ private:
             spool_.view_.woken.push_back(target);
             spool_.view_.fresh.emplace_back(id, route.event);
         }
+        void recordObjectHealth(const ObjectHealth& health) override {
+            if (!health.failing) {
+                Query erase(spool_.statements().eraseFailing);
+                erase.bind(1, health.kind).bind(2, health.namespace_).bind(3, health.name).run();
+                return;
+            }
+            Query put(spool_.statements().putFailing);
+            put.bind(1, health.kind).bind(2, health.namespace_).bind(3, health.name).bind(4, health.reason);
+            put.bind(5, toNanos(health.at)).bind(6, toNanos(health.expiry)).run();
+        }
 
     private:
         SqliteStorageImpl& spool_;
@@ -1324,6 +1368,10 @@ private:
                 view_.undelivered -= static_cast<std::size_t>(dead);
                 const bool moreKeys = pruneKeyChunk(now);
                 const int values = Query(statements().pruneValues).bind(1, toNanos(now)).bind(2, kPruneChunk).run();
+                Query(statements().pruneFailing)
+                    .bind(1, toNanos(now))
+                    .bind(2, static_cast<std::int64_t>(kFailingObjectsHeld))
+                    .run();
                 more = dead == kPruneChunk || moreKeys || values == kPruneChunk;
             },
             failure);
@@ -1349,6 +1397,22 @@ private:
         Query(statements().pruneKeys).bind(1, keyCursor_).bind(2, *chunkEnd).bind(3, toNanos(now)).run();
         keyCursor_ = std::move(*chunkEnd);
         return true;
+    }
+
+    std::vector<ObjectHealth> doFailingObjects(TimePoint now) {
+        std::vector<ObjectHealth> held;
+        Query select(statements().selectFailing);
+        select.bind(1, toNanos(now)).bind(2, static_cast<std::int64_t>(kFailingObjectsHeld));
+        while (select.step()) {
+            held.push_back({.kind = select.text(0),
+                            .namespace_ = select.text(1),
+                            .name = select.text(2),
+                            .failing = true,
+                            .reason = select.text(3),
+                            .at = fromNanos(select.integer(4)),
+                            .expiry = fromNanos(select.integer(5))});
+        }
+        return sortFailingObjects(std::move(held), now).kept;
     }
 
     std::vector<TargetCounts> doCounts() {

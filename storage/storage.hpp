@@ -21,6 +21,27 @@
 
 namespace fluxrelay {
 
+// A Flux object's health as its latest event tells it (objectHealthOf): failing after an error
+// event, healthy again after an info event. The spool keeps the failing ones until `expiry`.
+struct ObjectHealth {
+    std::string kind, namespace_, name;
+    bool failing = false;
+    std::string reason;  // of the error, when failing
+    TimePoint at;        // when its latest event was received
+    TimePoint expiry;    // a failing object not heard of again is forgotten then
+
+    // "Kind/namespace/name": one record per object.
+    std::string object() const { return kind + "/" + namespace_ + "/" + name; }
+    bool operator==(const ObjectHealth&) const = default;
+};
+
+// The health `event` tells of its object, failing ones kept for `forgetAfter`; nothing for a
+// GitHub event, or a Flux event of severity trace (which says nothing of readiness).
+std::optional<ObjectHealth> objectHealthOf(const Event& event, Duration forgetAfter);
+
+// Failing objects a spool holds at most; past it, the least recently heard of are let go.
+inline constexpr std::size_t kFailingObjectsHeld = 5000;
+
 // An event and, per route it passed, the deliveries to create — unless one of the route's dedup
 // gates suppresses them.
 struct AcceptRequest {
@@ -43,6 +64,8 @@ struct AcceptRequest {
     // GitHub delivery ids, so a redelivery triggers nothing twice.
     std::string idempotencyKey;
     Duration idempotencyWindow{0};
+    // Recorded with the event, whatever its routes (the object health metric).
+    std::optional<ObjectHealth> objectHealth;
 };
 
 struct AcceptResult {
@@ -141,6 +164,11 @@ public:
     virtual void recentJournal(std::size_t limit,
                                boost::asio::any_completion_handler<void(std::vector<JournalEntry>)> handler);
     virtual void failingJournalObjects(boost::asio::any_completion_handler<void(std::vector<std::string>)> handler);
+
+    // The objects whose latest event was an error, unexpired at `now`, most recently heard of first;
+    // at most kFailingObjectsHeld. Each replica sharing the spool sees the same.
+    virtual void failingObjects(TimePoint now,
+                                boost::asio::any_completion_handler<void(std::vector<ObjectHealth>)> handler) = 0;
 
     // How often, since start, the spool repaired something it found broken, by kind (for the
     // metrics): "consumer_group" when a Redis that lost its data had to be given its groups again.
@@ -247,6 +275,12 @@ template <class Token>
 auto asyncFailingJournalObjects(Storage& storage, Token&& token) {
     return boost::asio::async_initiate<Token, void(std::vector<std::string>)>(
         [&storage](auto handler) { storage.failingJournalObjects(std::move(handler)); }, token);
+}
+
+template <class Token>
+auto asyncFailingObjects(Storage& storage, TimePoint now, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::vector<ObjectHealth>)>(
+        [&storage](auto handler, TimePoint now) { storage.failingObjects(now, std::move(handler)); }, token, now);
 }
 
 template <class Token>

@@ -58,4 +58,29 @@ TEST_CASE("a failed reload shows as 0") {
     CHECK(contains(metrics.render(), "fluxrelay_config_last_reload_successful 0\n"));
 }
 
+TEST_CASE("each failing Flux object is one series, labelled with its latest reason") {
+    Metrics metrics;
+    const auto failing = [](std::string name, std::string reason) {
+        return ObjectHealth{.kind = "Kustomization",
+                            .namespace_ = "apps",
+                            .name = std::move(name),
+                            .failing = true,
+                            .reason = std::move(reason),
+                            .at = Clock::now(),
+                            .expiry = Clock::now() + std::chrono::hours(24)};
+    };
+    CHECK(contains(metrics.render(), "# TYPE fluxrelay_flux_object_failing gauge\n"));
+    metrics.setFailingObjects({failing("podinfo", "BuildFailed"), failing("say \"hi\"", "HealthCheckFailed")});
+    auto text = metrics.render();
+    CHECK(contains(text,
+                   "fluxrelay_flux_object_failing{kind=\"Kustomization\",namespace=\"apps\",name=\"podinfo\","
+                   "reason=\"BuildFailed\"} 1\n"));
+    CHECK(contains(text, "name=\"say \\\"hi\\\"\",reason=\"HealthCheckFailed\"} 1\n"));
+    metrics.setFailingObjects({failing("podinfo", "ArtifactFailed")});
+    text = metrics.render();
+    CHECK(contains(text, "name=\"podinfo\",reason=\"ArtifactFailed\"} 1\n"));
+    CHECK_FALSE(contains(text, "BuildFailed"));
+    CHECK_FALSE(contains(text, "HealthCheckFailed"));
+}
+
 }  // namespace fluxrelay

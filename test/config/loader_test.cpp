@@ -84,6 +84,7 @@ routes:
     CHECK(config->admin.listen.host == "127.0.0.1");
     CHECK(config->admin.listen.port == 9090);
     CHECK(config->admin.token.empty());
+    CHECK(config->admin.forgetObjectsAfter == 24h);
     CHECK(config->storage.path == "./fluxrelay-data");
     CHECK(config->storage.sync == SyncMode::normal);
     CHECK(config->storage.retention == 168h);
@@ -609,6 +610,7 @@ TEST_CASE("server, admin and storage") {
 admin:
   listen: :0
   token: secret
+  forgetObjectsAfter: 6h
 storage:
   path: /var/lib/fluxrelay
   sync: full
@@ -625,6 +627,7 @@ storage:
     CHECK(config->admin.listen.host == "0.0.0.0");
     CHECK(config->admin.listen.port == 0);
     CHECK(config->admin.token == "secret");
+    CHECK(config->admin.forgetObjectsAfter == 6h);
     CHECK(config->storage.path == "/var/lib/fluxrelay");
     CHECK(config->storage.sync == SyncMode::full);
     CHECK(config->storage.retention == 72h);
@@ -637,6 +640,7 @@ storage:
   tls: {keyFile: missing.key}
 admin:
   listen: "127.0.0.1:99999"
+  forgetObjectsAfter: 0s
 storage:
   redis: {url: "redis://127.0.0.1:6379/0", keyPrefix: "fluxrelay:", db: 1}
   retention: 0s
@@ -649,8 +653,9 @@ storage:
               file + ":3:9: cannot read keyFile '" + dir.path().string() + "/missing.key': No such file or directory",
               file + ":5:11: invalid listen address '127.0.0.1:99999' (expected IP:PORT, e.g. "
                      "0.0.0.0:8080 or [::]:8080)",
-              file + ":7:69: unknown key 'db' in storage.redis",
-              file + ":8:14: 'retention' must be longer than 0s",
+              file + ":6:23: 'forgetObjectsAfter' must be longer than 0s",
+              file + ":8:69: unknown key 'db' in storage.redis",
+              file + ":9:14: 'retention' must be longer than 0s",
           }));
 }
 

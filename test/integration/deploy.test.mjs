@@ -607,7 +607,7 @@ describe('dashboard and alerts against a live /metrics', () => {
       for (const name of names) assert.ok(isExported(name, families), `${where}: ${name} is in /metrics`);
     }
     const used = new Set(queries.flatMap(([, expr]) => [...promqlMetricNames(expr)]));
-    for (const name of ['fluxrelay_events_received_total', 'fluxrelay_deliveries_total', 'fluxrelay_queue_depth', 'fluxrelay_dead_letters']) {
+    for (const name of ['fluxrelay_events_received_total', 'fluxrelay_deliveries_total', 'fluxrelay_queue_depth', 'fluxrelay_dead_letters', 'fluxrelay_flux_object_failing']) {
       assert.ok(used.has(name), `the dashboard shows ${name}`);
     }
   });
@@ -619,7 +619,10 @@ describe('dashboard and alerts against a live /metrics', () => {
     run('promtool', ['check', 'rules', rulesFile]);
 
     const alerts = Object.fromEntries(rule.spec.groups.flatMap((g) => g.rules).filter((r) => r.alert).map((r) => [r.alert, r.expr]));
-    assert.deepEqual(Object.keys(alerts).sort(), ['FluxrelayAbsent', 'FluxrelayConfigReloadFailed', 'FluxrelayDeadLettersGrowing', 'FluxrelayDeliveriesFailing']);
+    assert.deepEqual(Object.keys(alerts).sort(), ['FluxObjectFailing', 'FluxrelayAbsent', 'FluxrelayConfigReloadFailed', 'FluxrelayDeadLettersGrowing', 'FluxrelayDeliveriesFailing']);
+    // The object's own namespace label reaches Prometheus as exported, not as exported_namespace.
+    const [endpoint] = find(parseYamlDocuments(render('base')), 'PodMonitor', 'fluxrelay').spec.podMetricsEndpoints;
+    assert.equal(endpoint.honorLabels, true);
     for (const [name, expr] of Object.entries(alerts)) {
       for (const metric of promqlMetricNames(expr)) assert.ok(isExported(metric, families), `${name}: ${metric} is in /metrics`);
     }
@@ -657,6 +660,34 @@ describe('dashboard and alerts against a live /metrics', () => {
           { series: 'fluxrelay_config_last_reload_successful{pod="fluxrelay-b"}', values: '1 1 0x8' },
         ],
         promql_expr_test: [{ expr: firing('FluxrelayConfigReloadFailed', 'pod'), eval_time: '5m', exp_samples: [{ labels: '{pod="fluxrelay-b"}', value: 1 }] }],
+      },
+      {
+        // Two replicas report apps/podinfo failing, its reason changing after 5 minutes: one alert
+        // after 15 minutes, naming the latest reason. apps/redis recovered after 10 minutes.
+        input_series: [
+          ...['fluxrelay-a', 'fluxrelay-b'].flatMap((pod) => [
+            { series: `fluxrelay_flux_object_failing{pod="${pod}",kind="Kustomization",namespace="apps",name="podinfo",reason="BuildFailed"}`, values: '1x5' },
+            { series: `fluxrelay_flux_object_failing{pod="${pod}",kind="Kustomization",namespace="apps",name="podinfo",reason="HealthCheckFailed"}`, values: '_x5 1x25' },
+          ]),
+          { series: 'fluxrelay_flux_object_failing{pod="fluxrelay-a",kind="HelmRelease",namespace="apps",name="redis",reason="InstallFailed"}', values: '1x10' },
+        ],
+        promql_expr_test: [
+          { expr: firing('FluxObjectFailing', 'kind, namespace, name'), eval_time: '16m', exp_samples: [{ labels: '{kind="Kustomization",namespace="apps",name="podinfo"}', value: 1 }] },
+        ],
+        alert_rule_test: [
+          { alertname: 'FluxObjectFailing', eval_time: '14m', exp_alerts: [] },
+          {
+            alertname: 'FluxObjectFailing',
+            eval_time: '20m',
+            exp_alerts: [{
+              exp_labels: { severity: 'warning', kind: 'Kustomization', namespace: 'apps', name: 'podinfo' },
+              exp_annotations: {
+                summary: 'Kustomization apps/podinfo is failing',
+                description: 'The latest event of Kustomization apps/podinfo has been an error for 15 minutes, reason HealthCheckFailed. The relay\'s status page shows its latest event.',
+              },
+            }],
+          },
+        ],
       },
     ].map((test) => ({ interval: '1m', ...test }));
     const testFile = path.join(dir, 'rules-test.json');

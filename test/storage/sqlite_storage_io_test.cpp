@@ -181,7 +181,7 @@ TEST_CASE("the SQLite spool creates its folder and a WAL database at the current
     REQUIRE(fs::exists(folder / "fluxrelay.db"));
     RawDatabase raw(folder / "fluxrelay.db");
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
-    CHECK(raw.number("PRAGMA user_version") == 2);
+    CHECK(raw.number("PRAGMA user_version") == 3);
 }
 
 TEST_CASE("migration from an empty database creates the schema") {
@@ -193,8 +193,8 @@ TEST_CASE("migration from an empty database creates the schema") {
         CHECK(accept(*storage, request("e1")).stored);
     }
     RawDatabase raw(dir.path() / "fluxrelay.db");
-    CHECK(raw.number("PRAGMA user_version") == 2);
-    for (const char* table : {"queue", "dead", "dedup", "kv", "probe"}) {
+    CHECK(raw.number("PRAGMA user_version") == 3);
+    for (const char* table : {"queue", "dead", "dedup", "kv", "probe", "failing_objects"}) {
         CAPTURE(table);
         CHECK(raw.number(std::string("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '") + table +
                          "'") == 1);
@@ -217,7 +217,7 @@ TEST_CASE("a v1 database left by the previous release migrates with nothing lost
     auto storage = makeSqliteStorage(configAt(dir.path()));
     {
         RawDatabase raw(dir.path() / "fluxrelay.db");
-        CHECK(raw.number("PRAGMA user_version") == 2);
+        CHECK(raw.number("PRAGMA user_version") == 3);
     }
 
     // Queued work, including the delivery leased when v1 stopped, in due order, events intact.
@@ -589,6 +589,20 @@ TEST_CASE("delivery ids keep growing across a restart, also once every delivery 
     auto claimed = claim(*storage, "am", 10);
     REQUIRE(claimed.deliveries.size() == 1);
     CHECK(claimed.deliveries[0].id > before);
+}
+
+TEST_CASE("failing objects survive a restart, and expired ones are pruned") {
+    TempDir dir;
+    const TimePoint start = Clock::now();
+    {
+        auto storage = makeSqliteStorage(configAt(dir.path(), 100));
+        REQUIRE(accept(*storage, healthOf("podinfo", "HealthCheckFailed", start)).stored);
+        REQUIRE(accept(*storage, healthOf("brief", "BuildFailed", start, 1ms)).stored);
+    }
+    auto storage = makeSqliteStorage(configAt(dir.path(), 100), SqliteTuning{.pruneInterval = 20ms});
+    CHECK(failingNames(failingObjects(*storage)) == std::vector<std::string>{"podinfo HealthCheckFailed"});
+    RawDatabase raw(dir.path() / "fluxrelay.db");
+    CHECK(eventually([&] { return raw.number("SELECT COUNT(*) FROM failing_objects") == 1; }));
 }
 
 TEST_CASE("expired dedup keys are pruned, a chunk of the key space at a time") {

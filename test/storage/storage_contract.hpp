@@ -46,7 +46,8 @@ inline AcceptRequest request(std::string id, std::string dedupKey = {}, std::vec
                                      .event = event,
                                      .targets = std::move(targets)}},
                          .idempotencyKey = {},
-                         .idempotencyWindow = {}};
+                         .idempotencyWindow = {},
+                         .objectHealth = {}};
 }
 
 // The routes an accept suppressed, by name.
@@ -93,6 +94,36 @@ inline std::optional<std::string> tryLease(Storage& storage, std::string name, D
 
 inline void releaseLease(Storage& storage, std::string name, std::string token) {
     asyncReleaseLease(storage, std::move(name), std::move(token), asio::use_future).get();
+}
+
+inline std::vector<ObjectHealth> failingObjects(Storage& storage, TimePoint now = Clock::now()) {
+    return asyncFailingObjects(storage, now, asio::use_future).get();
+}
+
+// An accept of a Flux event about Kustomization apps/`name`, routed nowhere, that records its
+// object's health: failing with `reason`, healthy when `reason` is empty; heard of at `at`.
+inline AcceptRequest healthOf(std::string name, std::string reason, TimePoint at,
+                              Duration forgetAfter = std::chrono::hours(24)) {
+    FluxEvent flux;
+    flux.involvedObject.kind = "Kustomization";
+    flux.involvedObject.namespace_ = "apps";
+    flux.involvedObject.name = std::move(name);
+    flux.severity = reason.empty() ? "info" : "error";
+    flux.reason = reason.empty() ? "ReconciliationSucceeded" : std::move(reason);
+    auto event = std::make_shared<const Event>(
+        Event{.id = "health-" + flux.involvedObject.name, .source = "flux", .receivedAt = at, .payload = flux});
+    return AcceptRequest{.event = event,
+                         .routes = {},
+                         .idempotencyKey = {},
+                         .idempotencyWindow = {},
+                         .objectHealth = objectHealthOf(*event, forgetAfter)};
+}
+
+// "name reason" of each failing object, in the order the spool lists them.
+inline std::vector<std::string> failingNames(const std::vector<ObjectHealth>& objects) {
+    std::vector<std::string> names;
+    for (const auto& object : objects) names.push_back(object.name + " " + object.reason);
+    return names;
 }
 
 }  // namespace fluxrelay::contract
@@ -384,6 +415,48 @@ TEST_CASE_TEMPLATE_DEFINE("each route delivers its own form of the event", F, co
     CHECK(claimed.deliveries[0].event->flux()->metadata.at("cluster") == "home");
 }
 
+TEST_CASE_TEMPLATE_DEFINE("a Flux object is failing from an error event until an info event, whatever the routes", F,
+                          contract_object_health) {
+    using namespace contract;
+    using std::chrono::minutes;
+    F fixture(100);
+    Storage& storage = *fixture.storage;
+    const TimePoint start = Clock::now();
+    CHECK(failingObjects(storage).empty());
+
+    REQUIRE(accept(storage, healthOf("podinfo", "BuildFailed", start)).stored);
+    REQUIRE(accept(storage, healthOf("redis", "InstallFailed", start + minutes(1))).stored);
+    CHECK(failingNames(failingObjects(storage)) ==
+          std::vector<std::string>{"redis InstallFailed", "podinfo BuildFailed"});
+    const auto listed = failingObjects(storage);
+    REQUIRE(listed.size() == 2);
+    CHECK(listed[1].kind == "Kustomization");
+    CHECK(listed[1].namespace_ == "apps");
+    CHECK(listed[1].failing);
+    CHECK(listed[1].at == start);
+    CHECK(listed[1].expiry == start + std::chrono::hours(24));
+
+    // Another reason replaces the object's record: one per object, the latest first.
+    REQUIRE(accept(storage, healthOf("podinfo", "HealthCheckFailed", start + minutes(2))).stored);
+    CHECK(failingNames(failingObjects(storage)) ==
+          std::vector<std::string>{"podinfo HealthCheckFailed", "redis InstallFailed"});
+
+    // An info event ends it; a routed event records it as well.
+    REQUIRE(accept(storage, healthOf("podinfo", "", start + minutes(3))).stored);
+    CHECK(failingNames(failingObjects(storage)) == std::vector<std::string>{"redis InstallFailed"});
+    auto routed = healthOf("podinfo", "ArtifactFailed", start + minutes(4));
+    routed.routes = request("routed").routes;
+    REQUIRE(accept(storage, std::move(routed)).stored);
+    CHECK(failingNames(failingObjects(storage)) ==
+          std::vector<std::string>{"podinfo ArtifactFailed", "redis InstallFailed"});
+
+    // Past its window an object is not listed any more.
+    REQUIRE(accept(storage, healthOf("flaky", "BuildFailed", start, minutes(10))).stored);
+    CHECK(failingObjects(storage, start + minutes(9)).size() == 3);
+    CHECK(failingNames(failingObjects(storage, start + minutes(10))) ==
+          std::vector<std::string>{"podinfo ArtifactFailed", "redis InstallFailed"});
+}
+
 }  // namespace fluxrelay
 
 // Runs every contract case above on one spool.
@@ -401,4 +474,5 @@ TEST_CASE_TEMPLATE_DEFINE("each route delivers its own form of the event", F, co
     TEST_CASE_TEMPLATE_INVOKE(contract_values, Fixture);                \
     TEST_CASE_TEMPLATE_INVOKE(contract_lease, Fixture);                 \
     TEST_CASE_TEMPLATE_INVOKE(contract_debounce, Fixture);              \
-    TEST_CASE_TEMPLATE_INVOKE(contract_route_event, Fixture)
+    TEST_CASE_TEMPLATE_INVOKE(contract_route_event, Fixture);           \
+    TEST_CASE_TEMPLATE_INVOKE(contract_object_health, Fixture)
