@@ -6,7 +6,7 @@ import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { startGitHubStandIn } from './github_standin.mjs';
-import { cleanup, fluxEvent, postEvent, request, startRelay, uniqueSuffix, waitFor } from './harness.mjs';
+import { cleanup, fluxEvent, metricSample, postEvent, request, startRedis, startRelay, uniqueSuffix, waitFor } from './harness.mjs';
 
 after(cleanup);
 
@@ -55,6 +55,12 @@ async function post(relay, event) {
 }
 
 const states = (deployment) => deployment.statuses.map((s) => s.state);
+
+// The deliveries a relay settled as delivered to the target.
+async function deliveredCount(relay) {
+  const text = (await request(`${relay.adminUrl}/metrics`)).text;
+  return metricSample(text, 'fluxrelay_deliveries_total', { target: 'deploys', outcome: 'delivered' }) ?? 0;
+}
 
 describe('github-deployment target', () => {
   let stand;
@@ -228,5 +234,45 @@ describe('github-deployment target as a GitHub App', () => {
     assert.deepEqual(states(stand.deploymentsFor(sha)[0]), ['in_progress', 'success']);
     assert.deepEqual(stand.violations, []);
     for (const token of stand.tokens) assert.ok(!relay.log().includes(token), 'installation token in the log');
+  });
+});
+
+describe('github-deployment target on two replicas sharing one Redis', () => {
+  let stand;
+  let redis;
+  let a;
+  let b;
+
+  before(async () => {
+    [stand, redis] = await Promise.all([startGitHubStandIn({ token: GITHUB_TOKEN }), startRedis()]);
+    const config = { ...deploymentConfig(stand), storage: { redis: { url: redis.url, keyPrefix: `it-${uniqueSuffix()}:` } } };
+    const files = { 'github-token': `${GITHUB_TOKEN}\n` };
+    [a, b] = await Promise.all([startRelay(config, { files }), startRelay(config, { files })]);
+  });
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await stand?.close();
+  });
+
+  test('events of one revision at both replicas at once: one Deployment per revision', async () => {
+    const name = `replicas-${uniqueSuffix()}`;
+    const shas = [stand.newCommit(), stand.newCommit(), stand.newCommit()];
+    // Each revision's rollout, its events split between the replicas and posted together.
+    await Promise.all(
+      shas.flatMap((sha) => [
+        post(a, rolloutEvent(name, sha, 'Progressing')),
+        post(b, rolloutEvent(name, sha, 'HealthCheckFailed')),
+        post(a, rolloutEvent(name, sha, 'ReconciliationSucceeded')),
+      ]),
+    );
+    // Settled: every delivery done by one replica or the other. A status accepted before one
+    // delivered first is skipped as superseded, so how many land depends on the race.
+    const delivered = async () => (await deliveredCount(a)) + (await deliveredCount(b));
+    await waitFor(async () => (await delivered()) === 9, { what: 'nine deliveries settled' });
+    for (const sha of shas) {
+      assert.equal(stand.deploymentsFor(sha).length, 1, `one Deployment of ${sha}`);
+      assert.ok(stand.deploymentsFor(sha)[0].statuses.length >= 1);
+    }
+    assert.deepEqual(stand.violations, []);
   });
 });
