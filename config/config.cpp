@@ -2,6 +2,8 @@
 // events each target type takes.
 #include "config/config.hpp"
 
+#include <algorithm>
+
 namespace fluxrelay {
 
 const SourceConfig* Config::sourceByPath(std::string_view path) const {
@@ -23,6 +25,12 @@ const TargetConfig* Config::targetByName(std::string_view name) const {
         if (target.name == name) return &target;
     }
     return nullptr;
+}
+
+bool isLabelName(std::string_view name) {
+    const auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+    if (name.empty() || !letter(name.front())) return false;
+    return std::all_of(name.begin(), name.end(), [&](char c) { return letter(c) || (c >= '0' && c <= '9'); });
 }
 
 std::string_view toString(SourceType type) {

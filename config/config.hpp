@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -17,6 +18,7 @@ class RE2;
 }  // namespace re2
 
 #include "core/duration.hpp"
+#include "core/template.hpp"
 #include "core/url.hpp"
 
 namespace fluxrelay {
@@ -136,6 +138,16 @@ struct GitHubAppConfig {
     bool operator==(const GitHubAppConfig&) const = default;
 };
 
+// The labels Flux's alertmanager notifier sets. An alertmanager target's `labels` cannot set them,
+// so Alertmanager routes and silences written for Flux's alerts keep matching.
+inline constexpr std::string_view kFluxAlertLabels[] = {"alertname", "severity",           "reason", "kind", "name",
+                                                        "namespace", "reportingcontroller"};
+// The annotation that carries the event's message, which templates may use but not replace.
+inline constexpr std::string_view kFluxAlertAnnotations[] = {"message"};
+// Alertmanager's label names (annotation names too): Prometheus's classic form.
+inline constexpr std::string_view kLabelNamePattern = "^[a-zA-Z_][a-zA-Z0-9_]*$";
+bool isLabelName(std::string_view name);
+
 struct TargetConfig {
     std::string name;
     TargetType type = TargetType::alertmanager;
@@ -163,14 +175,17 @@ struct TargetConfig {
     // neither resolves a real failure by itself nor depends on its resolve_timeout.
     Duration refireInterval = std::chrono::minutes(5);
     std::map<std::string, std::string> severityMap;  // event severity → the alert's severity label; empty: verbatim
+    // Set on every alert after Flux's own, in the file's order; one that renders empty is left out.
+    std::vector<std::pair<std::string, EventTemplate>> labels;
+    std::vector<std::pair<std::string, EventTemplate>> annotations;
     // github
     std::string context = "{kind}/{name}";
     std::optional<GitHubAppConfig> app;  // set: authenticate as this App, `token` is empty (github-deployment too)
-    // github-deployment: templates with {kind}, {name} and {namespace}; empty URLs are not sent
-    std::string environment;
+    // github-deployment: templates rendered per event; a URL that renders empty is not sent
+    EventTemplate environment;
     std::optional<bool> productionEnvironment;  // unset: GitHub's default (true for "production")
-    std::string environmentUrl;
-    std::string logUrl;
+    EventTemplate environmentUrl;
+    EventTemplate logUrl;
     // flux-receiver
     std::string receiverName;
     std::string receiverNamespace;

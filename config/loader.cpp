@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -369,6 +370,44 @@ private:
         if (auto severities = reader_.stringMap(fields, "severityMap")) {
             target.severityMap.insert(severities->begin(), severities->end());
         }
+        set(target.labels,
+            templateMap(fields, "labels", {kFluxAlertLabels, "label", "Alertmanager routes and silences match on it"}));
+        set(target.annotations, templateMap(fields, "annotations",
+                                            {kFluxAlertAnnotations, "annotation",
+                                             "it carries the event's message: use {message} in another annotation"}));
+    }
+
+    // labels, annotations: valid Alertmanager names that Flux does not set itself, each to a
+    // template parsed now, so an unknown placeholder is refused at load.
+    struct Reserved {
+        std::span<const std::string_view> names;  // Flux's own
+        std::string_view what;                    // "label"
+        std::string_view why;                     // what setting one would break
+    };
+
+    std::optional<std::vector<std::pair<std::string, EventTemplate>>> templateMap(const Fields& fields,
+                                                                                  std::string_view key,
+                                                                                  const Reserved& reserved) {
+        std::optional<std::vector<MapItem>> items = reader_.stringMapItems(fields, key);
+        if (!items) return std::nullopt;
+        std::vector<std::pair<std::string, EventTemplate>> out;
+        for (MapItem& item : *items) {
+            const std::string what = std::string(key) + "." + item.name;
+            if (!isLabelName(item.name)) {
+                reader_.error(item.nameMark, inQuotes(what) + ": " + inQuotes(item.name) +
+                                                 " is not a valid Alertmanager name (letters, digits and '_', not "
+                                                 "starting with a digit)");
+            } else if (std::find(reserved.names.begin(), reserved.names.end(), item.name) != reserved.names.end()) {
+                reader_.error(item.nameMark, inQuotes(what) + ": Flux's own " + std::string(reserved.what) + " " +
+                                                 inQuotes(item.name) + " cannot be set (" + std::string(reserved.why) +
+                                                 ")");
+            } else if (auto parsed = EventTemplate::parse(item.value); std::holds_alternative<std::string>(parsed)) {
+                reader_.error(item.mark, inQuotes(what) + ": " + std::get<std::string>(parsed));
+            } else {
+                out.emplace_back(std::move(item.name), std::get<EventTemplate>(std::move(parsed)));
+            }
+        }
+        return out;
     }
 
     void parseRetry(const Entry& entry, RetryPolicy& retry) {
@@ -395,28 +434,23 @@ private:
 
     // `typeKnown` false: the keys are only checked, the type's requirements are not.
     void parseDeploymentTarget(const Fields& fields, TargetConfig& target, bool typeKnown) {
-        set(target.environment, objectTemplate(fields, "environment", true));
+        set(target.environment, eventTemplate(fields, "environment", true));
         if (typeKnown) reader_.present(fields, "environment", "target");
         target.productionEnvironment = reader_.boolean(fields, "productionEnvironment");
-        set(target.environmentUrl, objectTemplate(fields, "environmentUrl"));
-        set(target.logUrl, objectTemplate(fields, "logUrl"));
+        set(target.environmentUrl, eventTemplate(fields, "environmentUrl"));
+        set(target.logUrl, eventTemplate(fields, "logUrl"));
     }
 
-    // A value with {kind}, {name} and {namespace} filled in per event: any other {...} is a typo.
-    std::optional<std::string> objectTemplate(const Fields& fields, std::string_view key, bool nonEmpty = false) {
+    // A template rendered per event, parsed now, so an unknown placeholder is refused at load.
+    std::optional<EventTemplate> eventTemplate(const Fields& fields, std::string_view key, bool nonEmpty = false) {
         std::optional<std::string> text = nonEmpty ? reader_.nonEmpty(fields, key) : reader_.string(fields, key);
-        if (!text) return text;
-        for (std::size_t open = text->find('{'); open != std::string::npos; open = text->find('{', open + 1)) {
-            const std::size_t close = text->find('}', open);
-            const std::string placeholder = text->substr(open, close == std::string::npos ? close : close - open + 1);
-            if (placeholder != "{kind}" && placeholder != "{name}" && placeholder != "{namespace}") {
-                reader_.error(valueMark(*fields.find(key)), "unknown placeholder " + inQuotes(placeholder) + " in " +
-                                                                std::string(key) +
-                                                                " (expected {kind}, {name} or {namespace})");
-                return std::nullopt;
-            }
+        if (!text) return std::nullopt;
+        auto parsed = EventTemplate::parse(*text);
+        if (const auto* error = std::get_if<std::string>(&parsed)) {
+            reader_.error(valueMark(*fields.find(key)), inQuotes(key) + ": " + *error);
+            return std::nullopt;
         }
-        return text;
+        return std::get<EventTemplate>(std::move(parsed));
     }
 
     void parseGitHubAuth(const Fields& fields, TargetConfig& target, std::optional<TargetType> type) {

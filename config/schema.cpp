@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "config/config.hpp"
+
 namespace fluxrelay::config_schema {
 
 namespace {
@@ -44,6 +46,15 @@ constexpr Key stringList(std::string_view name, std::string_view description) {
 }
 constexpr Key stringMap(std::string_view name, std::string_view description) {
     return {.name = name, .kind = Kind::stringMap, .description = description};
+}
+// Names of Alertmanager labels (or annotations) → templates; `reserved` are Flux's own.
+constexpr Key templateMap(std::string_view name, std::span<const std::string_view> reserved,
+                          std::string_view description) {
+    return {.name = name,
+            .kind = Kind::stringMap,
+            .description = description,
+            .namePattern = kLabelNamePattern,
+            .reservedNames = reserved};
 }
 constexpr Key mapping(std::string_view name, const Section& section, std::string_view description) {
     return {.name = name, .kind = Kind::mapping, .description = description, .section = &section};
@@ -176,12 +187,21 @@ constinit const Key kTargetKeys[] = {
     only("alertmanager", boolean("resolve", "resolve an object's alerts when it recovers")),
     only("alertmanager", duration("refireInterval", "how often firing alerts are sent again (resolve: true)")),
     only("alertmanager", stringMap("severityMap", "rename severities, e.g. {error: critical}")),
+    only("alertmanager",
+         templateMap("labels", kFluxAlertLabels,
+                     "labels added to every alert, e.g. {cluster: home, team: \"{metadata.team}\"}; Flux's own cannot "
+                     "be set")),
+    only("alertmanager",
+         templateMap("annotations", kFluxAlertAnnotations,
+                     "annotations added to every alert, e.g. {summary: \"{kind}/{name}: {reason}\"}; not message")),
     only("github", nonEmpty("context", "the commit status's context, e.g. {kind}/{name}")),
     onlyBoth("github", "github-deployment", mapping("app", kGitHubApp, "authenticate as a GitHub App")),
-    only("github-deployment", nonEmpty("environment", "the Deployment's environment, e.g. production or home/{name}")),
+    only("github-deployment",
+         nonEmpty("environment", "the Deployment's environment (a template), e.g. production or home/{name}")),
     only("github-deployment", boolean("productionEnvironment", "whether end users use the environment")),
-    only("github-deployment", string("environmentUrl", "URL of the environment, e.g. https://{name}.example.org")),
-    only("github-deployment", string("logUrl", "URL of the rollout's output")),
+    only("github-deployment",
+         string("environmentUrl", "URL of the environment (a template), e.g. https://{name}.example.org")),
+    only("github-deployment", string("logUrl", "URL of the rollout's output (a template)")),
     only("flux-receiver", mapping("receiver", kReceiver, "the Flux Receiver to reconcile")),
     only("kubernetes", mappingList("resources", kResource, "the Flux objects to annotate for a reconcile")),
     only("generic", string("hmacKey", "HMAC key: signs each body as Flux's generic-hmac Provider (X-Signature)")),
@@ -282,8 +302,16 @@ nlohmann::json valueSchema(const Key& key) {
         }
         case Kind::stringList:
             return {{"type", "array"}, {"items", {{"type", "string"}}}};
-        case Kind::stringMap:
-            return {{"type", "object"}, {"additionalProperties", {{"type", "string"}}}};
+        case Kind::stringMap: {
+            nlohmann::json schema{{"type", "object"}, {"additionalProperties", {{"type", "string"}}}};
+            if (!key.namePattern.empty()) schema["propertyNames"]["pattern"] = key.namePattern;
+            if (!key.reservedNames.empty()) {
+                nlohmann::json reserved = nlohmann::json::array();
+                for (std::string_view name : key.reservedNames) reserved.push_back(name);
+                schema["propertyNames"]["not"] = {{"enum", std::move(reserved)}};
+            }
+            return schema;
+        }
         case Kind::mapping:
             return ref(*key.section);
         case Kind::mappingList:

@@ -356,7 +356,7 @@ std::optional<std::vector<MapItem>> Reader::stringMapItems(const Fields& fields,
         const YAML::Mark mark = value.IsNull() ? name.Mark() : value.Mark();
         const std::string what = inQuotes(std::string(key) + "." + name.Scalar());
         if (std::optional<std::string> text = scalar(value, mark, what)) {
-            out.push_back({name.Scalar(), std::move(*text), mark});
+            out.push_back({name.Scalar(), std::move(*text), mark, name.Mark()});
         }
     }
     return out;

@@ -56,11 +56,12 @@ struct Item {
     YAML::Mark mark;
 };
 
-// A string value of a mapping, with where it was written.
+// A string value of a mapping, with where it (and its name) was written.
 struct MapItem {
     std::string name;
     std::string value;
     YAML::Mark mark;
+    YAML::Mark nameMark;
 };
 
 // yaml-cpp places an empty value at the next token, often on another line: point at its key.

@@ -125,14 +125,35 @@ private:
 
     Duration firingValidity() const { return 3 * target_.refireInterval; }
 
-    // Flux's alert, with the target's severity mapping applied, starting no later than `now`.
+    // Flux's alert, with the target's severity mapping, labels and annotations applied, starting no
+    // later than `now`. What it returns is also what the firing set stores, so a resolution carries
+    // exactly the labels the alert fired with.
     nlohmann::json alertFor(const Event& event, TimePoint now) const {
+        const FluxEvent& flux = *event.flux();
         nlohmann::json alert = fluxAlert(event);
-        if (const auto it = target_.severityMap.find(event.flux()->severity); it != target_.severityMap.end()) {
+        if (const auto it = target_.severityMap.find(flux.severity); it != target_.severityMap.end()) {
             alert["labels"]["severity"] = it->second;
         }
+        applyTemplates(alert["labels"], target_.labels, flux);
+        applyTemplates(alert["annotations"], target_.annotations, flux);
         startNoLaterThan(alert, now);
         return alert;
+    }
+
+    // Configured names win over metadata of the same name; the loader keeps Flux's own out of
+    // reach. A value that renders empty leaves its name out (Alertmanager reads an empty label as
+    // no label), so `revision: ""` drops a metadata label too.
+    static void applyTemplates(nlohmann::json& into,
+                               const std::vector<std::pair<std::string, EventTemplate>>& templates,
+                               const FluxEvent& flux) {
+        for (const auto& [name, text] : templates) {
+            std::string value = text.render(flux);
+            if (value.empty()) {
+                into.erase(name);
+            } else {
+                into[name] = std::move(value);
+            }
+        }
     }
 
     // A controller whose clock runs ahead stamps its events in the future, and Alertmanager refuses

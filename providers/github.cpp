@@ -9,6 +9,7 @@
 #include <utility>
 #include <variant>
 
+#include "core/template.hpp"
 #include "core/text.hpp"
 
 namespace fluxrelay {
@@ -261,27 +262,10 @@ std::string statusDescription(std::string_view reason) {
 }
 
 std::string statusContext(std::string_view contextTemplate, const ObjectRef& object) {
+    FluxEvent event;
+    event.involvedObject = object;
     // GitHub compares contexts case-insensitively; Flux writes them lower-case.
-    return asciiLowered(fillObjectPlaceholders(contextTemplate, object));
-}
-
-std::string fillObjectPlaceholders(std::string_view text, const ObjectRef& object) {
-    static constexpr std::pair<std::string_view, std::string ObjectRef::*> kPlaceholders[] = {
-        {"{kind}", &ObjectRef::kind}, {"{name}", &ObjectRef::name}, {"{namespace}", &ObjectRef::namespace_}};
-    std::string out;
-    for (std::size_t pos = 0; pos < text.size();) {
-        bool replaced = false;
-        for (const auto& [placeholder, field] : kPlaceholders) {
-            if (text.substr(pos).starts_with(placeholder)) {
-                out += object.*field;
-                pos += placeholder.size();
-                replaced = true;
-                break;
-            }
-        }
-        if (!replaced) out += text[pos++];
-    }
-    return out;
+    return asciiLowered(EventTemplate::parseObjectTemplate(contextTemplate).render(event));
 }
 
 }  // namespace fluxrelay

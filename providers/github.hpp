@@ -46,7 +46,4 @@ std::vector<std::string> splitCamelCase(std::string_view text);
 // The target's context template with {kind}, {name} and {namespace} filled in, lower-cased.
 std::string statusContext(std::string_view contextTemplate, const ObjectRef& object);
 
-// `text` with {kind}, {name} and {namespace} filled in from the object, as written otherwise.
-std::string fillObjectPlaceholders(std::string_view text, const ObjectRef& object);
-
 }  // namespace fluxrelay

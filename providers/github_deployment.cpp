@@ -136,14 +136,13 @@ private:
             return Outcome::permanent("severity '" + flux->severity +
                                       "' has no deployment state (info → success or in_progress, error → failure)");
         }
-        const ObjectRef& object = flux->involvedObject;
         return Rollout{.sha = std::move(commit.sha),
-                       .environment = fillObjectPlaceholders(target_.environment, object),
+                       .environment = target_.environment.render(*flux),
                        .state = std::move(*state),
                        .description = deploymentDescription(*flux),
-                       .environmentUrl = fillObjectPlaceholders(target_.environmentUrl, object),
-                       .logUrl = fillObjectPlaceholders(target_.logUrl, object),
-                       .object = object};
+                       .environmentUrl = target_.environmentUrl.render(*flux),
+                       .logUrl = target_.logUrl.render(*flux),
+                       .object = flux->involvedObject};
     }
 
     // The steps before a status can be posted, each planned on what the one before answered.

@@ -16,7 +16,7 @@ packages=(
   prometheus-alertmanager
   redis-server   # the Redis spool's tests run a real one (storage.redis)
   npm
-  kubernetes-client yamllint prometheus   # the deploy test: kubectl kustomize, yamllint, promtool
+  kubernetes-client yamllint prometheus   # the deploy tests: kubectl kustomize, yamllint, promtool, prometheus
   chromium   # the status page test drives Debian's Chromium (never a downloaded browser)
   curl
   tinyproxy-bin   # the proxy tests send through a real forward proxy (integration.proxy)

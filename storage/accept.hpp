@@ -1,6 +1,6 @@
 // The one accept sequence every spool runs inside its own transaction: idempotency key, queue
-// bound, the object's health, then each route's dedup gates and deliveries. Spools differ only in where the steps
-// read and write, so they cannot drift apart in the order of the steps.
+// bound, the object's health, then each route's dedup gates and deliveries. Spools differ only in
+// where the steps read and write, so they cannot drift apart in the order of the steps.
 #pragma once
 
 #include <cstddef>

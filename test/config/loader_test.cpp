@@ -1105,6 +1105,74 @@ TEST_CASE("targets: a key no code of the target's type reads is refused") {
 )") == errors({"test.yaml:6:5: 'receiver' is not used when the address already has the /hook/ path"}));
 }
 
+TEST_CASE("targets: alertmanager labels and annotations are templates, parsed at load") {
+    const ConfigPtr config = load(R"(targets:
+  - name: am
+    type: alertmanager
+    address: "http://am/"
+    labels: {cluster: home, team: "{metadata.team}", revision: ""}
+    annotations: {summary: "{kind}/{name}: {reason}", runbook_url: "https://runbooks/{kind}"}
+)");
+    REQUIRE(config);
+    const TargetConfig& am = config->targets.at(0);
+    REQUIRE(am.labels.size() == 3);
+    // In the file's order.
+    CHECK(am.labels[0].first == "cluster");
+    CHECK(am.labels[0].second.text() == "home");
+    CHECK(am.labels[1].first == "team");
+    CHECK(am.labels[1].second.text() == "{metadata.team}");
+    CHECK(am.labels[2].first == "revision");
+    CHECK(am.labels[2].second.text().empty());
+    REQUIRE(am.annotations.size() == 2);
+    CHECK(am.annotations[0].first == "summary");
+    CHECK(am.annotations[1].second.text() == "https://runbooks/{kind}");
+    FluxEvent flux;
+    flux.involvedObject.kind = "Kustomization";
+    flux.involvedObject.name = "apps";
+    flux.reason = "HealthCheckFailed";
+    CHECK(am.annotations[0].second.render(flux) == "Kustomization/apps: HealthCheckFailed");
+
+    CHECK(errorsOf(R"(targets:
+  - name: am
+    type: alertmanager
+    address: "http://am/"
+    labels:
+      alertname: Custom
+      severity: "{severity}"
+      reportingcontroller: x
+      team: "{metadata.team}"
+      cluster: "{clustr}"
+      9lives: x
+      app.kubernetes.io/name: x
+      owner: "{nmae}"
+    annotations: {message: "{reason}", summary: "{summary}", runbook_url: "https://runbooks/{kind}"}
+  - name: status
+    type: github
+    address: https://github.com/owner/repo
+    token: t
+    labels: {cluster: home}
+)") == errors({
+           "test.yaml:6:7: 'labels.alertname': Flux's own label 'alertname' cannot be set (Alertmanager routes and "
+           "silences match on it)",
+           "test.yaml:7:7: 'labels.severity': Flux's own label 'severity' cannot be set (Alertmanager routes and "
+           "silences match on it)",
+           "test.yaml:8:7: 'labels.reportingcontroller': Flux's own label 'reportingcontroller' cannot be set "
+           "(Alertmanager routes and silences match on it)",
+           "test.yaml:10:16: 'labels.cluster': unknown placeholder '{clustr}' (known: {kind} {name} {namespace} "
+           "{reason} {severity} {revision} {message} {reportingController} {metadata.KEY})",
+           "test.yaml:11:7: 'labels.9lives': '9lives' is not a valid Alertmanager name (letters, digits and '_', not "
+           "starting with a digit)",
+           "test.yaml:12:7: 'labels.app.kubernetes.io/name': 'app.kubernetes.io/name' is not a valid Alertmanager "
+           "name (letters, digits and '_', not starting with a digit)",
+           "test.yaml:13:14: 'labels.owner': unknown placeholder '{nmae}' (did you mean '{name}'?)",
+           "test.yaml:14:19: 'annotations.message': Flux's own annotation 'message' cannot be set (it carries the "
+           "event's message: use {message} in another annotation)",
+           "test.yaml:14:49: 'annotations.summary': unknown placeholder '{summary}' (known: {kind} {name} {namespace} "
+           "{reason} {severity} {revision} {message} {reportingController} {metadata.KEY})",
+           "test.yaml:19:5: 'labels' applies only to alertmanager targets",
+       }));
+}
+
 TEST_CASE("targets: generic, its HMAC key and the keys it refuses") {
     TempDir dir;
     // Flux signs with the Secret's bytes: only the final line ending is dropped.
@@ -1388,10 +1456,10 @@ routes:
 )");
     const TargetConfig& deploys = config->targets.at(0);
     CHECK(name(deploys.type) == "github-deployment");
-    CHECK(deploys.environment == "home/{namespace}/{name}");
+    CHECK(deploys.environment.text() == "home/{namespace}/{name}");
     CHECK(deploys.productionEnvironment == false);
-    CHECK(deploys.environmentUrl == "https://{name}.example.org");
-    CHECK(deploys.logUrl == "https://logs.example.org/{kind}");
+    CHECK(deploys.environmentUrl.text() == "https://{name}.example.org");
+    CHECK(deploys.logUrl.text() == "https://logs.example.org/{kind}");
     CHECK(deploys.concurrency == 1);  // statuses of one Deployment land in order
 
     CHECK(errorsOf(R"(sources:
@@ -1408,8 +1476,8 @@ routes:
   - {name: all, source: flux, targets: [deploys, bare]}
 )") == errors({
            "test.yaml:4:5: a github-deployment target needs 'tokenFile' (or 'token') or 'app'",
-           "test.yaml:7:18: unknown placeholder '{cluster}' in environment (expected {kind}, {name} or "
-           "{namespace})",
+           "test.yaml:7:18: 'environment': unknown placeholder '{cluster}' (known: {kind} {name} {namespace} {reason} "
+           "{severity} {revision} {message} {reportingController} {metadata.KEY})",
            "test.yaml:8:5: 'context' applies only to github targets",
            "test.yaml:9:5: 'maxBatch' applies only to alertmanager targets (github-deployment targets send one "
            "request per event)",

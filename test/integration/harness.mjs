@@ -410,6 +410,76 @@ export async function startAlertmanager({ tls, timeoutMs = DEFAULT_TIMEOUT_MS } 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Prometheus: the real one, Debian's prometheus, to evaluate the rules deploy/ ships.
+
+export function prometheusBinary() {
+  const found = findExecutable('prometheus', ['/usr/bin', '/usr/local/bin']);
+  if (!found) {
+    throw new Error('prometheus not found on PATH or in /usr/bin; run scripts/install-deps.sh');
+  }
+  return found;
+}
+
+// Starts a Prometheus on a free 127.0.0.1 port with its TSDB in a temp folder, scraping and
+// evaluating every `interval`, and waits until /-/ready answers 200.
+// `scrape`: {targets: ['127.0.0.1:PORT'], labels: {...} (target labels), honorLabels};
+// `ruleGroups`: the `groups` of a rule file; `alertmanagers`: ['127.0.0.1:PORT'] it sends to.
+// Returns {url, port, dir, api(path), stop(), log()}; api() GETs /api/v1/... and returns `data`.
+export async function startPrometheus({ scrape, ruleGroups = [], alertmanagers = [], interval = '1s', timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  const binary = prometheusBinary();
+  const dir = await makeTempDir('fluxrelay-it-prom-');
+  const rulesFile = path.join(dir, 'rules.yml');
+  await fsp.writeFile(rulesFile, `${toYaml({ groups: ruleGroups })}\n`);
+  const config = {
+    global: { scrape_interval: interval, evaluation_interval: interval },
+    rule_files: [rulesFile],
+    scrape_configs: scrape
+      ? [{ job_name: 'fluxrelay', honor_labels: Boolean(scrape.honorLabels), static_configs: [{ targets: scrape.targets, labels: scrape.labels }] }]
+      : [],
+  };
+  if (alertmanagers.length > 0) config.alerting = { alertmanagers: [{ static_configs: [{ targets: alertmanagers }] }] };
+  const configFile = path.join(dir, 'prometheus.yml');
+  await fsp.writeFile(configFile, `# Written by the fluxrelay integration tests.\n${toYaml(config)}\n`);
+
+  const prom = { port: 0, url: '', dir, process: null, logs: [] };
+  prom.api = async (apiPath) => {
+    const { status, text } = await httpGet(`${prom.url}/api/v1/${apiPath}`, { timeoutMs: 10_000 });
+    if (status !== 200) throw new Error(`GET /api/v1/${apiPath} → ${status}: ${text}`);
+    return JSON.parse(text).data;
+  };
+  prom.stop = () => stopChild(prom.process, 'SIGTERM', 15_000);
+  prom.log = () => prom.logs.map((log) => log.text()).join('\n');
+
+  // A port can be taken between freePort() and the bind: try a few.
+  let lastFailure;
+  for (let attempt = 0; attempt < 5; attempt += 1) {
+    prom.port = await freePort();
+    prom.url = `http://127.0.0.1:${prom.port}`;
+    const { child, log, exited } = spawnLogged(`prometheus :${prom.port}`, binary, [
+      `--config.file=${configFile}`,
+      `--storage.tsdb.path=${path.join(dir, `data-${attempt}`)}`,
+      `--web.listen-address=127.0.0.1:${prom.port}`,
+    ]);
+    prom.process = child;
+    prom.logs.push(log);
+    let exitedEarly = false;
+    exited.then(() => {
+      exitedEarly = true;
+    });
+    await waitFor(async () => exitedEarly || (await httpGet(`${prom.url}/-/ready`)).status === 200, {
+      timeoutMs,
+      what: `Prometheus ready on ${prom.url}`,
+    }).catch((error) => {
+      error.message += `\nPrometheus log:\n${log.tail(40)}`;
+      throw error;
+    });
+    if (!exitedEarly) return prom;
+    lastFailure = log.tail(40);
+  }
+  throw new Error(`Prometheus failed to start:\n${lastFailure}`);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Redis: the real one, Debian's redis-server, for the shared spool (storage.redis).
 
 export function redisServerBinary() {

@@ -1,13 +1,17 @@
-// Alertmanager payloads: Flux's alert shape, alertname casing, batching, auth headers.
+// Alertmanager payloads: Flux's alert shape, alertname casing, batching, auth headers, the target's
+// templated labels and annotations, resolving.
 #include "providers/alertmanager.hpp"
 #include "test/providers/plans.hpp"
 
 #include <doctest/doctest.h>
 
+#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -434,6 +438,117 @@ TEST_CASE("severityMap renames the severity label; unmapped severities stay verb
     CHECK(alerts[1]["labels"]["severity"] == "info");
     // Flux's own alert is unchanged: the mapping is the target's.
     CHECK(fluxAlert(*makeDelivery(kustomizationFailure(), 1).event)["labels"]["severity"] == "error");
+}
+
+namespace {
+
+std::vector<std::pair<std::string, EventTemplate>> templates(
+    std::initializer_list<std::pair<std::string, std::string>> texts) {
+    std::vector<std::pair<std::string, EventTemplate>> out;
+    for (const auto& [name, text] : texts) {
+        auto parsed = EventTemplate::parse(text);
+        REQUIRE(std::holds_alternative<EventTemplate>(parsed));
+        out.emplace_back(name, std::get<EventTemplate>(std::move(parsed)));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("the loader's list of Flux's own labels is exactly what fluxAlert sets beside the metadata") {
+    FluxEvent flux = kustomizationFailure();
+    flux.metadata.clear();
+    const nlohmann::json alert = fluxAlert(makeFluxEvent(flux));
+    std::set<std::string> own;
+    for (const auto& [name, value] : alert["labels"].items()) own.insert(name);
+    CHECK(own == std::set<std::string>(std::begin(kFluxAlertLabels), std::end(kFluxAlertLabels)));
+    std::set<std::string> annotations;
+    for (const auto& [name, value] : alert["annotations"].items()) annotations.insert(name);
+    CHECK(annotations == std::set<std::string>(std::begin(kFluxAlertAnnotations), std::end(kFluxAlertAnnotations)));
+}
+
+TEST_CASE("labels and annotations: rendered per event, over metadata of the same name, left out when empty") {
+    TargetConfig target = alertmanagerTarget();
+    target.labels = templates({{"cluster", "home"},
+                               {"team", "{metadata.team}"},
+                               {"env", "{metadata.environment}"},
+                               {"revision", ""},
+                               {"owner", "{metadata.owner}"}});
+    target.annotations = templates({{"summary", "{kind}/{name}: {reason}"},
+                                    {"runbook_url", "https://runbooks/{kind}"},
+                                    {"description", "{metadata.nothing}"}});
+    const auto provider = makeAlertmanagerProvider(target);
+    FluxEvent flux = kustomizationFailure();
+    flux.metadata["team"] = "platform";
+    flux.metadata["env"] = "prod";  // a metadata label the configured `env` replaces
+    flux.metadata["owner"] = "";
+    flux.metadata["summary"] = "metadata's summary";
+    const auto alerts = nlohmann::json::parse(build(*provider, {makeDelivery(flux)}).body);
+    REQUIRE(alerts.size() == 1);
+    const nlohmann::json expectedLabels = {{"alertname", "FluxKustomizationReconciliationfailed"},
+                                           {"severity", "error"},
+                                           {"reason", "ReconciliationFailed"},
+                                           {"kind", "Kustomization"},
+                                           {"name", "apps"},
+                                           {"namespace", "flux-system"},
+                                           {"reportingcontroller", "kustomize-controller"},
+                                           {"cluster", "home"},
+                                           {"team", "platform"}};
+    // `env` rendered empty (no environment metadata) and `revision: ""`: both gone, metadata's too.
+    CHECK(alerts[0]["labels"] == expectedLabels);
+    const nlohmann::json expectedAnnotations = {{"message", flux.message},
+                                                {"summary", "Kustomization/apps: ReconciliationFailed"},
+                                                {"runbook_url", "https://runbooks/Kustomization"}};
+    CHECK(alerts[0]["annotations"] == expectedAnnotations);
+}
+
+TEST_CASE("labels see the event's severity; severityMap still renames the severity label") {
+    TargetConfig target = alertmanagerTarget();
+    target.severityMap = {{"error", "critical"}};
+    target.labels = templates({{"flux_severity", "{severity}"}});
+    const auto alerts =
+        nlohmann::json::parse(build(*makeAlertmanagerProvider(target), {makeDelivery(kustomizationFailure())}).body);
+    CHECK(alerts[0]["labels"]["severity"] == "critical");
+    CHECK(alerts[0]["labels"]["flux_severity"] == "error");
+}
+
+TEST_CASE("resolve: an alert with templated labels is resolved with exactly the labels it fired with") {
+    TargetConfig target = alertmanagerTarget();
+    target.resolve = true;
+    target.labels = templates({{"cluster", "home"}, {"revision_fired", "{revision}"}});
+    target.annotations = templates({{"summary", "{name} failed: {message}"}});
+    const auto provider = makeAlertmanagerProvider(target);
+    const TimePoint now = Clock::now();
+
+    const Delivery failure = makeDelivery(kustomizationFailure(), 1);
+    ProviderState state = stateAfterDelivery(*provider, std::vector{failure}, {}, now);
+    const auto fired = nlohmann::json::parse(std::get<HttpRequest>(buildRequest(*provider, std::vector{failure})).body);
+    REQUIRE(fired.size() == 1);
+    CHECK(fired[0]["labels"]["cluster"] == "home");
+    CHECK(fired[0]["labels"]["revision_fired"] == "main@sha1:0123456789abcdef0123456789abcdef01234567");
+
+    // The re-sends carry them too.
+    const auto refresh = provider->refreshRequests(state, now);
+    REQUIRE(refresh.size() == 1);
+    CHECK(nlohmann::json::parse(refresh[0].body)[0]["labels"] == fired[0]["labels"]);
+
+    // The recovery is of another revision, and the target's labels changed meanwhile (a reload):
+    // what resolves is still the alert that fired, with its labels and annotations.
+    TargetConfig reloaded = target;
+    reloaded.labels = templates({{"cluster", "away"}, {"revision_fired", "{revision}"}});
+    const auto provider2 = makeAlertmanagerProvider(reloaded);
+    FluxEvent recovered = kustomizationFailure();
+    recovered.severity = "info";
+    recovered.reason = "ReconciliationSucceeded";
+    recovered.message = "Applied revision";
+    recovered.metadata["revision"] = "main@sha1:89abcdef0123456789abcdef0123456789abcdef";
+    recovered.resolveOnly = true;
+    const auto resolved = nlohmann::json::parse(
+        std::get<HttpRequest>(buildRequest(*provider2, std::vector{makeDelivery(recovered, 2)}, state, now)).body);
+    REQUIRE(resolved.size() == 1);
+    CHECK(resolved[0]["status"] == "resolved");
+    CHECK(resolved[0]["labels"] == fired[0]["labels"]);
+    CHECK(resolved[0]["annotations"] == fired[0]["annotations"]);
 }
 
 }  // namespace fluxrelay

@@ -45,6 +45,8 @@ std::vector<Delivery> batchOf(FluxEvent flux, std::uint64_t id = 1) {
     return {delivery};
 }
 
+EventTemplate objectTemplate(std::string_view text) { return std::get<EventTemplate>(EventTemplate::parse(text)); }
+
 TargetConfig deploymentTarget() {
     TargetConfig target;
     target.name = "deploys";
@@ -52,7 +54,7 @@ TargetConfig deploymentTarget() {
     target.address = Url{"https", "github.com", 443, "/onedr0p/home-ops"};
     target.addressText = "https://github.com/onedr0p/home-ops";
     target.token = "ghp_secret-token";
-    target.environment = "home/{name}";
+    target.environment = objectTemplate("home/{name}");
     return target;
 }
 
@@ -214,10 +216,10 @@ TEST_CASE("a known Deployment gets only the status; unchanged and superseded sta
 
 TEST_CASE("configured URLs and production_environment go into the requests") {
     TargetConfig target = deploymentTarget();
-    target.environment = "production";
+    target.environment = objectTemplate("production");
     target.productionEnvironment = true;
-    target.environmentUrl = "https://{name}.example.org";
-    target.logUrl = "https://logs.example.org/{namespace}/{name}";
+    target.environmentUrl = objectTemplate("https://{name}.example.org");
+    target.logUrl = objectTemplate("https://logs.example.org/{namespace}/{name}");
     const auto provider = makeProvider(target);
     const auto batch = batchOf(kustomizationEvent());
     std::vector<HttpRequest> sent;
