@@ -156,11 +156,21 @@ void explainAttempt(const TargetConfig& target, const Delivery& delivery, TimePo
         out.state.push_back({key, state[key] ? withoutSecrets(*state[key], secrets) : std::optional<std::string>()});
     }
     out.stateRead = readState != nullptr;
-    const AttemptPlan plan = provider->plan(batch, state, now);
-    if (plan.decided) out.failure = decidedText(*plan.decided);
-    for (const HttpRequest& request : plan.requests) out.requests.push_back(show("delivery", request, secrets));
-    for (const auto& [key, value] : plan.writes) {
-        out.writes.push_back({key, value ? withoutSecrets(*value, secrets) : std::optional<std::string>()});
+    // The dispatcher's steps, with each answer the next step needs made up from the plan's example.
+    for (int step = 1; step <= kMaxAttemptSteps; ++step) {
+        const AttemptPlan plan = provider->plan(batch, state, now);
+        if (plan.decided) out.failure = decidedText(*plan.decided);
+        const std::string purpose = step == 1 ? "delivery" : "delivery, step " + std::to_string(step);
+        for (const HttpRequest& request : plan.requests) out.requests.push_back(show(purpose, request, secrets));
+        for (const auto& [key, value] : plan.writes) {
+            out.writes.push_back({key, value ? withoutSecrets(*value, secrets) : std::optional<std::string>()});
+        }
+        if (plan.decided && plan.decided->kind != OutcomeKind::delivered) return;
+        if (plan.then && !plan.requests.empty() && !plan.then->responseAs.empty()) {
+            out.notes.push_back("step " + std::to_string(step + 1) + " is planned on a made-up answer to step " +
+                                std::to_string(step) + ": " + plan.then->example);
+        }
+        if (!advanceAttempt(plan, plan.then ? plan.then->example : std::string(), state)) return;
     }
 }
 

@@ -49,6 +49,8 @@ std::string_view toString(TargetType type) {
             return "alertmanager";
         case TargetType::github:
             return "github";
+        case TargetType::githubDeployment:
+            return "github-deployment";
         case TargetType::fluxReceiver:
             return "flux-receiver";
         case TargetType::kubernetes:
@@ -95,6 +97,7 @@ bool takesEventsOf(TargetType target, SourceType source) {
     switch (target) {
         case TargetType::alertmanager:
         case TargetType::github:
+        case TargetType::githubDeployment:
         case TargetType::generic:
             return source == SourceType::flux;
         case TargetType::fluxReceiver:

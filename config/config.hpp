@@ -109,7 +109,7 @@ struct SourceConfig {
     std::vector<std::string> events;  // accepted X-GitHub-Event values; empty: all
 };
 
-enum class TargetType { alertmanager, github, fluxReceiver, kubernetes, generic };
+enum class TargetType { alertmanager, github, githubDeployment, fluxReceiver, kubernetes, generic };
 
 struct RetryPolicy {
     int maxAttempts = 0;  // 0: unlimited (bounded by maxAge)
@@ -180,7 +180,12 @@ struct TargetConfig {
     std::vector<std::pair<std::string, EventTemplate>> annotations;
     // github
     std::string context = "{kind}/{name}";
-    std::optional<GitHubAppConfig> app;  // set: authenticate as this App, `token` is empty
+    std::optional<GitHubAppConfig> app;  // set: authenticate as this App, `token` is empty (github-deployment too)
+    // github-deployment: templates rendered per event; a URL that renders empty is not sent
+    EventTemplate environment;
+    std::optional<bool> productionEnvironment;  // unset: GitHub's default (true for "production")
+    EventTemplate environmentUrl;
+    EventTemplate logUrl;
     // flux-receiver
     std::string receiverName;
     std::string receiverNamespace;

@@ -237,6 +237,7 @@ private:
             reader_.requiredChoice<TargetType>(*fields, "type", "target",
                                                {{"alertmanager", TargetType::alertmanager},
                                                 {"github", TargetType::github},
+                                                {"github-deployment", TargetType::githubDeployment},
                                                 {"flux-receiver", TargetType::fluxReceiver},
                                                 {"kubernetes", TargetType::kubernetes},
                                                 {"generic", TargetType::generic}});
@@ -249,7 +250,11 @@ private:
         target.token = readSecret(reader_, *fields, "token", "tokenFile", SecretTrim::trailingWhitespace);
         parseTransport(*fields, target);
         if (!type || *type == TargetType::alertmanager) parseAlertmanagerTarget(*fields, target);
-        if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target, type.has_value());
+        if (!type || *type == TargetType::github) parseGitHubTarget(*fields, target);
+        if (!type || *type == TargetType::githubDeployment) parseDeploymentTarget(*fields, target, type.has_value());
+        if (!type || *type == TargetType::github || *type == TargetType::githubDeployment) {
+            parseGitHubAuth(*fields, target, type);
+        }
         if (!type || *type == TargetType::fluxReceiver) parseReceiverTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::kubernetes) parseKubernetesTarget(*fields, target, type.has_value());
         if (!type || *type == TargetType::generic) parseGenericTarget(*fields, target);
@@ -271,13 +276,13 @@ private:
         std::optional<std::string> text =
             optional ? reader_.string(fields, "address") : reader_.required(fields, "address", "target");
         if (!text) return;
-        std::optional<Url> url = type == TargetType::github ? parseGitHubAddress(*text) : parseUrl(*text);
+        const bool repository = type == TargetType::github || type == TargetType::githubDeployment;
+        std::optional<Url> url = repository ? parseGitHubAddress(*text) : parseUrl(*text);
         if (!url) {
-            reader_.error(
-                valueMark(*fields.find("address")),
-                "invalid address " + quotedUrl(*text) +
-                    (type == TargetType::github ? " (expected a repository URL, e.g. https://github.com/owner/repo)"
-                                                : " (expected an absolute http or https URL)"));
+            reader_.error(valueMark(*fields.find("address")),
+                          "invalid address " + quotedUrl(*text) +
+                              (repository ? " (expected a repository URL, e.g. https://github.com/owner/repo)"
+                                          : " (expected an absolute http or https URL)"));
             return;
         }
         target.address = std::move(*url);
@@ -339,9 +344,9 @@ private:
         }
         set(target.headers, reader_.stringMap(fields, "headers"));
         if (const Entry* retry = fields.find("retry")) parseRetry(*retry, target.retry);
-        // Commit statuses of one commit must land in order, and the skip-identical memory is only
-        // right if they do: one at a time unless asked otherwise.
-        if (target.type == TargetType::github) {
+        // Commit and deployment statuses of one commit must land in order, and the skip-identical
+        // memory is only right if they do: one at a time unless asked otherwise.
+        if (target.type == TargetType::github || target.type == TargetType::githubDeployment) {
             target.concurrency = 1;
         }
         setNumber(target.concurrency, reader_.integer(fields, "concurrency", 1, std::numeric_limits<int>::max()));
@@ -421,18 +426,42 @@ private:
         }
     }
 
-    // `typeKnown` false: the keys are only checked, the type's requirements are not.
-    void parseGitHubTarget(const Fields& fields, TargetConfig& target, bool typeKnown) {
+    void parseGitHubTarget(const Fields& fields, TargetConfig& target) {
         if (std::optional<std::string> context = reader_.nonEmpty(fields, "context")) {
             target.context = *context;
         }
+    }
+
+    // `typeKnown` false: the keys are only checked, the type's requirements are not.
+    void parseDeploymentTarget(const Fields& fields, TargetConfig& target, bool typeKnown) {
+        set(target.environment, eventTemplate(fields, "environment", true));
+        if (typeKnown) reader_.present(fields, "environment", "target");
+        target.productionEnvironment = reader_.boolean(fields, "productionEnvironment");
+        set(target.environmentUrl, eventTemplate(fields, "environmentUrl"));
+        set(target.logUrl, eventTemplate(fields, "logUrl"));
+    }
+
+    // A template rendered per event, parsed now, so an unknown placeholder is refused at load.
+    std::optional<EventTemplate> eventTemplate(const Fields& fields, std::string_view key, bool nonEmpty = false) {
+        std::optional<std::string> text = nonEmpty ? reader_.nonEmpty(fields, key) : reader_.string(fields, key);
+        if (!text) return std::nullopt;
+        auto parsed = EventTemplate::parse(*text);
+        if (const auto* error = std::get_if<std::string>(&parsed)) {
+            reader_.error(valueMark(*fields.find(key)), inQuotes(key) + ": " + *error);
+            return std::nullopt;
+        }
+        return std::get<EventTemplate>(std::move(parsed));
+    }
+
+    void parseGitHubAuth(const Fields& fields, TargetConfig& target, std::optional<TargetType> type) {
         if (const Entry* app = fields.find("app")) target.app = parseGitHubApp(*app);
         const Entry* token = fields.find("token") != nullptr ? fields.find("token") : fields.find("tokenFile");
-        if (!typeKnown) return;
+        if (!type) return;
+        const std::string what = "a " + std::string(toString(*type)) + " target";
         if (token != nullptr && fields.find("app") != nullptr) {
-            reader_.error(fields.find("app")->key.Mark(), "a github target uses either a token or an app, not both");
+            reader_.error(fields.find("app")->key.Mark(), what + " uses either a token or an app, not both");
         } else if (token == nullptr && fields.find("app") == nullptr) {
-            reader_.error(fields.mark, "a github target needs 'tokenFile' (or 'token') or 'app'");
+            reader_.error(fields.mark, what + " needs 'tokenFile' (or 'token') or 'app'");
         }
     }
 

@@ -12,7 +12,8 @@ namespace {
 constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 
 constexpr std::string_view kSourceTypes[] = {"flux", "github"};
-constexpr std::string_view kTargetTypes[] = {"alertmanager", "github", "flux-receiver", "kubernetes", "generic"};
+constexpr std::string_view kTargetTypes[] = {"alertmanager",  "github",     "github-deployment",
+                                             "flux-receiver", "kubernetes", "generic"};
 constexpr std::string_view kSyncModes[] = {"normal", "full"};
 constexpr std::string_view kSeverities[] = {"info", "error"};
 constexpr std::string_view kDedupModes[] = {"flux", "normalized", "transitions", "none"};
@@ -64,6 +65,11 @@ constexpr Key mappingList(std::string_view name, const Section& section, std::st
 constexpr Key only(std::string_view type, Key key, std::string_view othersDoNot = {}) {
     key.onlyFor = type;
     key.othersDoNot = othersDoNot;
+    return key;
+}
+constexpr Key onlyBoth(std::string_view type, std::string_view alsoType, Key key) {
+    key.onlyFor = type;
+    key.alsoFor = alsoType;
     return key;
 }
 
@@ -189,7 +195,13 @@ constinit const Key kTargetKeys[] = {
          templateMap("annotations", kFluxAlertAnnotations,
                      "annotations added to every alert, e.g. {summary: \"{kind}/{name}: {reason}\"}; not message")),
     only("github", nonEmpty("context", "the commit status's context, e.g. {kind}/{name}")),
-    only("github", mapping("app", kGitHubApp, "authenticate as a GitHub App")),
+    onlyBoth("github", "github-deployment", mapping("app", kGitHubApp, "authenticate as a GitHub App")),
+    only("github-deployment",
+         nonEmpty("environment", "the Deployment's environment (a template), e.g. production or home/{name}")),
+    only("github-deployment", boolean("productionEnvironment", "whether end users use the environment")),
+    only("github-deployment",
+         string("environmentUrl", "URL of the environment (a template), e.g. https://{name}.example.org")),
+    only("github-deployment", string("logUrl", "URL of the rollout's output (a template)")),
     only("flux-receiver", mapping("receiver", kReceiver, "the Flux Receiver to reconcile")),
     only("kubernetes", mappingList("resources", kResource, "the Flux objects to annotate for a reconcile")),
     only("generic", string("hmacKey", "HMAC key: signs each body as Flux's generic-hmac Provider (X-Signature)")),
@@ -315,14 +327,19 @@ nlohmann::json sectionSchema(const Section& section) {
     for (const Key& key : section.keys) {
         nlohmann::json value = valueSchema(key);
         std::string description(key.description);
-        if (!key.onlyFor.empty()) description += " (" + std::string(key.onlyFor) + " only)";
+        if (!key.onlyFor.empty()) {
+            description += " (" + std::string(key.onlyFor) +
+                           (key.alsoFor.empty() ? "" : " and " + std::string(key.alsoFor)) + " only)";
+        }
         value["description"] = description;
         properties[std::string(key.name)] = std::move(value);
         if (key.required) required.push_back(key.name);
         // A key of one type makes the mapping that type.
         if (!key.onlyFor.empty() && !section.typeKey.empty()) {
+            nlohmann::json type = key.alsoFor.empty() ? nlohmann::json{{"const", key.onlyFor}}
+                                                      : nlohmann::json{{"enum", {key.onlyFor, key.alsoFor}}};
             onlyFor.push_back({{"if", {{"properties", {{key.name, true}}}, {"required", {key.name}}}},
-                               {"then", {{"properties", {{section.typeKey, {{"const", key.onlyFor}}}}}}}});
+                               {"then", {{"properties", {{section.typeKey, std::move(type)}}}}}});
         }
     }
     nlohmann::json schema{{"type", "object"},
@@ -373,7 +390,7 @@ std::vector<std::string_view> keysOf(const Section& section) {
 std::vector<config_reading::TypedKey> typedKeysOf(const Section& section) {
     std::vector<config_reading::TypedKey> keys;
     for (const Key& key : section.keys) {
-        if (!key.onlyFor.empty()) keys.push_back({key.name, key.onlyFor, key.othersDoNot});
+        if (!key.onlyFor.empty()) keys.push_back({key.name, key.onlyFor, key.othersDoNot, key.alsoFor});
     }
     return keys;
 }

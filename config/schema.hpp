@@ -45,6 +45,7 @@ struct Key {
     // others have no use for it ("send one request per event"); empty: every type's.
     std::string_view onlyFor{};
     std::string_view othersDoNot{};
+    std::string_view alsoFor{};  // a second type whose key it is too (the GitHub App: both GitHub targets)
     // stringMap: the form its names must have (a regular expression) and the names it may not use.
     std::string_view namePattern{};
     std::span<const std::string_view> reservedNames{};

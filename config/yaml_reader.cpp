@@ -176,8 +176,9 @@ void Reader::checkApplicable(const Fields& fields, std::span<const TypedKey> typ
                              const std::function<std::string(std::string_view)>& describe) {
     for (const TypedKey& typed : typedKeys) {
         const Entry* entry = fields.find(typed.key);
-        if (entry == nullptr || typed.type == type) continue;
+        if (entry == nullptr || typed.type == type || (!typed.alsoType.empty() && typed.alsoType == type)) continue;
         std::string message = inQuotes(typed.key) + " applies only to " + describe(typed.type);
+        if (!typed.alsoType.empty()) message += " and " + describe(typed.alsoType);
         if (!typed.othersDoNot.empty()) message += " (" + describe(type) + " " + std::string(typed.othersDoNot) + ")";
         error(entry->key.Mark(), std::move(message));
     }

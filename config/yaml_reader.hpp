@@ -32,6 +32,7 @@ struct TypedKey {
     std::string_view type;
     // Why the other types have no use for it, after their name: "send one request per event".
     std::string_view othersDoNot;
+    std::string_view alsoType;  // a second type it applies to; empty: none
 };
 
 // One key of a mapping with its value; the key node carries the position of the key text.

@@ -242,6 +242,21 @@ Decision targetAccepts(TargetType type, const Event& event) {
                 return drop(Verdict::targetRule, "github targets skip reason Progressing");
             }
             return Decision::ok();
+        case TargetType::githubDeployment:
+            // A Deployment is a rollout of a revision: only a Kustomization applies one.
+            if (flux->involvedObject.kind != "Kustomization") {
+                return drop(Verdict::targetRule,
+                            "github-deployment targets take Kustomization events only; this is a " +
+                                flux->involvedObject.kind + " event: nothing to deploy");
+            }
+            // Before a source artifact is fetched there is no revision yet: nothing was rolled out.
+            if (metadataValue(*flux, "commit").empty() && metadataValue(*flux, "originRevision").empty() &&
+                metadataValue(*flux, "revision").empty()) {
+                return drop(Verdict::targetRule,
+                            "github-deployment targets take events with a revision; this one has none: nothing to "
+                            "deploy");
+            }
+            return Decision::ok();
         case TargetType::generic:
             // Flux's generic providers take every event, commit status updates included.
         case TargetType::fluxReceiver:

@@ -161,23 +161,33 @@ private:
         for (auto& key : provider_->stateKeys(batch)) {
             state[key] = co_await asyncGetValue(storage_, key, asio::use_awaitable);
         }
-        const AttemptPlan plan = provider_->plan(batch, state, Clock::now());
-        Outcome outcome = plan.decided.value_or(Outcome::delivered());
-        if (outcome.kind != OutcomeKind::delivered) co_return outcome;
-        for (const HttpRequest& request : plan.requests) {
-            const HttpResult result = co_await connection.send(request, target_.timeout);
-            if (!result.response) co_return Outcome::retry(result.error);
-            outcome = provider_->classify(*result.response);
+        for (int step = 1;; ++step) {
+            const AttemptPlan plan = provider_->plan(batch, state, Clock::now());
+            Outcome outcome = plan.decided.value_or(Outcome::delivered());
             if (outcome.kind != OutcomeKind::delivered) co_return outcome;
-        }
-        for (const auto& [key, value] : plan.writes) {
-            if (value) {
-                co_await asyncPutValue(storage_, key, *value, kProviderStateTtl, asio::use_awaitable);
-            } else {
-                co_await asyncEraseValue(storage_, key, asio::use_awaitable);
+            std::string lastBody;
+            for (const HttpRequest& request : plan.requests) {
+                HttpResult result = co_await connection.send(request, target_.timeout);
+                if (!result.response) co_return Outcome::retry(result.error);
+                outcome = provider_->classify(*result.response);
+                if (outcome.kind != OutcomeKind::delivered) co_return outcome;
+                lastBody = std::move(result.response->body);
+            }
+            // Stored before the next step is sent: what a step created is known to a retry even
+            // when a later step fails.
+            for (const auto& [key, value] : plan.writes) {
+                if (value) {
+                    co_await asyncPutValue(storage_, key, *value, kProviderStateTtl, asio::use_awaitable);
+                } else {
+                    co_await asyncEraseValue(storage_, key, asio::use_awaitable);
+                }
+            }
+            if (!advanceAttempt(plan, std::move(lastBody), state)) co_return outcome;
+            if (step == kMaxAttemptSteps) {
+                co_return Outcome::permanent("the attempt did not settle within " + std::to_string(kMaxAttemptSteps) +
+                                             " steps");
             }
         }
-        co_return outcome;
     }
 
     // A provider's state is read, planned on, sent and written as one step across every worker and
@@ -217,9 +227,9 @@ private:
         }
     }
 
-    // Longer than an attempt can take (a credentials exchange and a request, each within the
-    // target's timeout): a replica that dies holding a lease blocks the others no longer than this.
-    Duration leaseTtl() const { return 3 * target_.timeout + std::chrono::seconds(5); }
+    // Longer than an attempt can take (a credentials exchange and a request per step, each within
+    // the target's timeout): a replica that dies holding a lease blocks the others no longer than this.
+    Duration leaseTtl() const { return (kMaxAttemptSteps + 2) * target_.timeout + std::chrono::seconds(5); }
 
     // A wait no poke cuts short: pokes are for workers looking for work.
     asio::awaitable<void> pause(Duration duration) {

@@ -16,9 +16,6 @@ namespace fluxrelay {
 
 namespace {
 
-// GitHub rejects longer descriptions with 422 "description is too long (maximum is 140 characters)".
-constexpr std::size_t kMaxDescriptionChars = 140;
-
 bool isHex(std::string_view text) {
     return std::all_of(text.begin(), text.end(), [](char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -26,15 +23,6 @@ bool isHex(std::string_view text) {
 }
 
 std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
-
-// The first `count` characters (code points; a stray byte counts as one).
-std::string firstChars(std::string_view text, std::size_t count) {
-    std::size_t pos = 0;
-    for (std::size_t chars = 0; pos < text.size() && chars < count; ++chars) {
-        pos += std::max<std::size_t>(1, utf8SequenceLength(text.substr(pos)));
-    }
-    return std::string(text.substr(0, std::min(pos, text.size())));
-}
 
 // splitCamelCase's character classes, as Go's unicode.IsLower / IsUpper / IsDigit for ASCII.
 // Reasons are Kubernetes reasons, CamelCase ASCII; a non-ASCII character counts as "other".
@@ -270,7 +258,7 @@ std::string statusDescription(std::string_view reason) {
         joined += word;
     }
     // Flux sends longer ones as they are, and GitHub answers 422; cutting keeps the status.
-    return firstChars(asciiLowered(joined), kMaxDescriptionChars);
+    return gitHubDescription(asciiLowered(joined));
 }
 
 std::string statusContext(std::string_view contextTemplate, const ObjectRef& object) {

@@ -41,6 +41,8 @@ constexpr auto kMaxRateLimitWait = std::chrono::hours(1);
 // A pause shorter than this would only trade one 403 for the next.
 constexpr auto kMinRateLimitWait = seconds(1);
 
+constexpr std::size_t kMaxDescriptionChars = 140;
+
 bool containsIgnoreCase(std::string_view text, std::string_view needle) {
     return asciiLowered(text).find(asciiLowered(needle)) != std::string::npos;
 }
@@ -184,6 +186,14 @@ Outcome GitHubAppToken::missing() const {
             "PKCS#8)");
     }
     return Outcome::retry("no GitHub App installation token yet");
+}
+
+std::string gitHubDescription(std::string_view text) {
+    std::size_t pos = 0;
+    for (std::size_t chars = 0; pos < text.size() && chars < kMaxDescriptionChars; ++chars) {
+        pos += std::max<std::size_t>(1, utf8SequenceLength(text.substr(pos)));
+    }
+    return std::string(text.substr(0, std::min(pos, text.size())));
 }
 
 GitHubRepository gitHubRepository(const Url& address) {

@@ -28,6 +28,10 @@ struct GitHubRepository {
 // written): owner and repo from the path, `.git` trimmed.
 GitHubRepository gitHubRepository(const Url& address);
 
+// The first 140 characters (code points; a stray byte counts as one) of a description: GitHub
+// refuses longer ones with 422 "description is too long (maximum is 140 characters)".
+std::string gitHubDescription(std::string_view text);
+
 // base64url without padding (RFC 7515 §2), as JWTs are written.
 std::string base64UrlEncode(std::string_view bytes);
 

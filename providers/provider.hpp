@@ -23,8 +23,20 @@ namespace fluxrelay {
 // nullopt: nothing stored, or (in AttemptPlan::writes) erase.
 using ProviderState = std::map<std::string, std::optional<std::string>>;
 
-// One attempt, decided before anything is sent: what to send, in order, and what to remember once
-// it is delivered. Pure, so the dispatcher runs exactly what `explain` prints.
+// An attempt's step that needs what the peer answered to the one before (a created object's id).
+struct NextStep {
+    // The key under which the step's last response body joins the state the next plan() reads;
+    // empty: the step sends nothing, and the next plan() reads only its writes. Never stored.
+    std::string responseAs;
+    // The body `explain` answers in the peer's place, since it sends nothing.
+    std::string example;
+};
+
+// The steps one attempt may take at most: a plan that keeps asking for another is a provider bug.
+inline constexpr int kMaxAttemptSteps = 4;
+
+// One step of an attempt, decided before anything is sent: what to send, in order, and what to
+// remember once it is delivered. Pure, so the dispatcher runs exactly what `explain` prints.
 struct AttemptPlan {
     // The attempt is delivered once every request is; the first that is not decides its outcome,
     // and a retry sends them all again.
@@ -35,9 +47,19 @@ struct AttemptPlan {
     // Written after every request was delivered, or at once when the plan decided "delivered"
     // (e.g. an alert that was not firing still records that its object recovered).
     ProviderState writes;
+    // Set: once this step is delivered and its writes are stored, plan() runs again on the state
+    // with them (and the response, see NextStep), up to kMaxAttemptSteps steps. The leases taken on
+    // stateKeys() cover every step, so each writes only those keys.
+    std::optional<NextStep> then;
 
-    static AttemptPlan decide(Outcome outcome) { return {.requests = {}, .decided = std::move(outcome), .writes = {}}; }
+    static AttemptPlan decide(Outcome outcome) {
+        return {.requests = {}, .decided = std::move(outcome), .writes = {}, .then = {}};
+    }
 };
+
+// Readies the state for the step after `step`: its writes, and the last response's body under the
+// key it names. false: the attempt ends with `step`.
+bool advanceAttempt(const AttemptPlan& step, std::string lastResponseBody, ProviderState& state);
 
 // How often a provider re-sends what keeps the target's view current (Alertmanager's firing
 // alerts), and the state keys a round reads.
@@ -47,7 +69,8 @@ struct Refresh {
 };
 
 // A target type. The dispatcher runs each attempt as: credentials (credentials()->fetch, then
-// accept) → the state plan() reads (stateKeys) → plan() → send → classify → write.
+// accept) → the state plan() reads (stateKeys) → plan() → send → classify → write, and again from
+// plan() for as long as a step asks for another (AttemptPlan::then).
 class Provider {
 public:
     virtual ~Provider() = default;

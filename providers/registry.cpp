@@ -12,6 +12,7 @@
 #include "providers/flux_receiver.hpp"
 #include "providers/generic.hpp"
 #include "providers/github.hpp"
+#include "providers/github_deployment.hpp"
 #include "providers/kubernetes.hpp"
 #include "providers/provider.hpp"
 
@@ -133,6 +134,8 @@ std::unique_ptr<Provider> makeProvider(const TargetConfig& target) {
             return makeAlertmanagerProvider(target);
         case TargetType::github:
             return makeGitHubProvider(target);
+        case TargetType::githubDeployment:
+            return makeGitHubDeploymentProvider(target);
         case TargetType::fluxReceiver:
             return makeFluxReceiverProvider(target);
         case TargetType::kubernetes:
@@ -158,6 +161,15 @@ std::vector<std::string> shadowedHeaderWarnings(const Config& config) {
 }
 
 Outcome Provider::classify(const HttpResponse& response) { return classifyHttpStatus(response); }
+
+bool advanceAttempt(const AttemptPlan& step, std::string lastResponseBody, ProviderState& state) {
+    for (const auto& [key, value] : step.writes) state[key] = value;
+    if (!step.then) return false;
+    if (!step.requests.empty() && !step.then->responseAs.empty()) {
+        state[step.then->responseAs] = std::move(lastResponseBody);
+    }
+    return true;
+}
 
 Outcome classifyHttpStatus(const HttpResponse& response) { return classifyHttpStatus(response, Clock::now()); }
 

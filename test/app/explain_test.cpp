@@ -417,3 +417,43 @@ routes:
     CHECK(request.body == expected);
     CHECK(everything(e).find(kHmacKey) == std::string::npos);
 }
+
+TEST_CASE("explain: a github-deployment target shows each step, the create answered with a made-up id") {
+    const ConfigPtr config = load(R"(
+sources:
+  - {name: flux, type: flux, path: /flux/events}
+targets:
+  - {name: deploys, type: github-deployment, address: "https://github.com/o/r", environment: "home/{name}", token: ghp_deployment-token}
+routes:
+  - {name: all, source: flux, targets: [deploys]}
+)");
+    const auto e = explained(*config, "flux", fluxEvent("info", "Progressing", "Running health checks"));
+    const auto& target = route(e, "all").targets.at(0);
+    CHECK(target.failure.empty());
+    REQUIRE(target.requests.size() == 3);
+    CHECK(target.requests[0].method == "GET");
+    CHECK(target.requests[0].url ==
+          "https://api.github.com/repos/o/r/"
+          "deployments?sha=bd5f1dc5b5be44b16dbb37ab0b8ea0e0fd2b4d07&environment=home%2Fapps");
+    CHECK(target.requests[1].purpose == "delivery, step 2");
+    CHECK(target.requests[1].url == "https://api.github.com/repos/o/r/deployments");
+    CHECK(target.requests[2].url == "https://api.github.com/repos/o/r/deployments/1/statuses");
+    CHECK(header(target.requests[2], "Authorization") == "Bearer <redacted>");
+    CHECK(target.notes == std::vector<std::string>{"step 2 is planned on a made-up answer to step 1: []",
+                                                   R"(step 3 is planned on a made-up answer to step 2: {"id":1})"});
+    // The id, then the status it got: the last write is what the spool holds after the attempt.
+    REQUIRE(target.writes.size() == 2);
+    CHECK(target.writes.back().second->find(R"("state":"in_progress")") != std::string::npos);
+
+    // With the id in the spool, only the status is posted.
+    const std::string key = target.writes.front().first;
+    auto withId = explain(*config, "flux", "push", fluxEvent("info", "Progressing", "Running health checks"), kNow,
+                          [&](const std::string& asked) -> std::optional<std::string> {
+                              if (asked != key) return std::nullopt;
+                              return R"({"deployment":7,"state":"","description":"","applied":0})";
+                          });
+    const auto& known = route(std::get<Explanation>(withId), "all").targets.at(0);
+    REQUIRE(known.requests.size() == 1);
+    CHECK(known.requests[0].url == "https://api.github.com/repos/o/r/deployments/7/statuses");
+    CHECK(known.notes.empty());
+}

@@ -288,7 +288,7 @@ routes:
   - {name: r, source: fluxx, targets: [am]}
 )") == errors({"test.yaml:2:24: invalid type 'flx' (did you mean 'flux'?) (one of: flux, github)",
                "test.yaml:4:22: invalid type 'alertmanger' (did you mean 'alertmanager'?) (one of: alertmanager, "
-               "github, flux-receiver, kubernetes, generic)",
+               "github, github-deployment, flux-receiver, kubernetes, generic)",
                "test.yaml:6:23: route 'r': unknown source 'fluxx' (did you mean 'flux'?)"}));
     }
     SUBCASE("a name far from every known one gets no suggestion") {
@@ -919,7 +919,8 @@ TEST_CASE("targets: common keys") {
            "test.yaml:7:18: 'concurrency' must be between 1 and 2147483647",
            "test.yaml:8:15: 'maxBatch' must be between 1 and 2147483647",
            "test.yaml:9:14: 'timeout' must be longer than 0s",
-           "test.yaml:11:11: invalid type 'pagerduty' (one of: alertmanager, github, flux-receiver, kubernetes, "
+           "test.yaml:11:11: invalid type 'pagerduty' (one of: alertmanager, github, github-deployment, flux-receiver, "
+           "kubernetes, "
            "generic)",
            "test.yaml:16:5: 'username' and 'password'/'passwordFile' go together",
            "test.yaml:17:5: a target authenticates with a token or with username and password, not both",
@@ -1436,4 +1437,50 @@ TEST_CASE("a stray comma is an error, not an endless stream of documents") {
     CHECK(errorsOf(",") == errors({"test.yaml:1:1: unexpected ',' outside a [...] or {...} collection"}));
     CHECK(errorsOf("  ,\n") == errors({"test.yaml:1:3: unexpected ',' outside a [...] or {...} collection"}));
     CHECK(errorsOf("server: {}\n...\n,\n") == errors({"test.yaml:3:1: only one YAML document is allowed"}));
+}
+
+TEST_CASE("targets: github-deployment, its templates and the keys it refuses") {
+    const ConfigPtr config = load(R"(sources:
+  - {name: flux, type: flux, path: /flux/events}
+targets:
+  - name: deploys
+    type: github-deployment
+    address: https://github.com/owner/repo.git
+    environment: "home/{namespace}/{name}"
+    productionEnvironment: false
+    environmentUrl: "https://{name}.example.org"
+    logUrl: "https://logs.example.org/{kind}"
+    token: t
+routes:
+  - {name: all, source: flux, targets: [deploys]}
+)");
+    const TargetConfig& deploys = config->targets.at(0);
+    CHECK(name(deploys.type) == "github-deployment");
+    CHECK(deploys.environment.text() == "home/{namespace}/{name}");
+    CHECK(deploys.productionEnvironment == false);
+    CHECK(deploys.environmentUrl.text() == "https://{name}.example.org");
+    CHECK(deploys.logUrl.text() == "https://logs.example.org/{kind}");
+    CHECK(deploys.concurrency == 1);  // statuses of one Deployment land in order
+
+    CHECK(errorsOf(R"(sources:
+  - {name: flux, type: flux, path: /flux/events}
+targets:
+  - name: deploys
+    type: github-deployment
+    address: https://github.com/owner/repo
+    environment: "{cluster}/{name}"
+    context: "{kind}/{name}"
+    maxBatch: 2
+  - {name: bare, type: github-deployment, address: "https://github.com/owner/repo", token: t}
+routes:
+  - {name: all, source: flux, targets: [deploys, bare]}
+)") == errors({
+           "test.yaml:4:5: a github-deployment target needs 'tokenFile' (or 'token') or 'app'",
+           "test.yaml:7:18: 'environment': unknown placeholder '{cluster}' (known: {kind} {name} {namespace} {reason} "
+           "{severity} {revision} {message} {reportingController} {metadata.KEY})",
+           "test.yaml:8:5: 'context' applies only to github targets",
+           "test.yaml:9:5: 'maxBatch' applies only to alertmanager targets (github-deployment targets send one "
+           "request per event)",
+           "test.yaml:10:5: missing required key 'environment' in target",
+       }));
 }

@@ -395,6 +395,27 @@ TEST_CASE("step 6: github targets take updates, commit metadata or errors, and s
     CHECK(targetAccepts(TargetType::github, progressingWithRetry).passed());
 }
 
+TEST_CASE("step 6: github-deployment targets take Kustomization events with a revision, Progressing included") {
+    const Event progressing = fluxEvent("Kustomization", "flux-system", "apps", "info", "Progressing",
+                                        "Deployment/default/podinfo configured",
+                                        {{"revision", "main@sha1:5f4c8a2b3e1d0f9a8b7c6d5e4f3a2b1c0d9e8f7a"}});
+    CHECK(targetAccepts(TargetType::githubDeployment, progressing).passed());
+
+    const Decision helm = targetAccepts(TargetType::githubDeployment,
+                                        fluxEvent("HelmRelease", "default", "podinfo", "info", "UpgradeSucceeded",
+                                                  "Helm upgrade succeeded", {{"revision", "6.1.0"}}));
+    CHECK(verdictOf(helm) == "target_rule");
+    CHECK(helm.reason ==
+          "github-deployment targets take Kustomization events only; this is a HelmRelease event: "
+          "nothing to deploy");
+
+    const Decision noRevision = targetAccepts(
+        TargetType::githubDeployment, fluxEvent("Kustomization", "flux-system", "apps", "error", "ArtifactFailed",
+                                                "Source artifact not found, retrying in 30s", {}));
+    CHECK(verdictOf(noRevision) == "target_rule");
+    CHECK(noRevision.reason.find("has none: nothing to deploy") != std::string::npos);
+}
+
 TEST_CASE("step 6: GitHub events go to receivers, Flux events to alertmanager and github") {
     const Event push = githubEvent("push", "refs/heads/main");
     CHECK(targetAccepts(TargetType::fluxReceiver, push).passed());

@@ -388,6 +388,46 @@ describe('fluxrelay explain', () => {
       await stand.close();
     }
   });
+
+  it('shows, byte for byte, the steps a github-deployment target takes: list, create, status', async () => {
+    const stand = await startGitHubStandIn({ token: GITHUB_TOKEN });
+    const github = await recordingProxy(stand.url);
+    try {
+      const sha = stand.newCommit();
+      const config = {
+        storage: { path: './data' },
+        sources: [{ name: 'flux', type: 'flux', path: '/flux/events', hmacKeyFile: './flux-hmac' }],
+        targets: [{ name: 'deploys', type: 'github-deployment', address: `${github.url}/fluxcd/podinfo`, environment: 'home/{name}', tokenFile: './github-token' }],
+        routes: [{ name: 'rollouts', source: 'flux', dedup: { mode: 'none' }, targets: ['deploys'] }],
+      };
+      const relay = await startRelay(config, { files: { ...EXPLAIN_FILES, 'github-token': GITHUB_TOKEN }, hmacKey: HMAC_KEY });
+      const event = fluxEvent({
+        involvedObject: { kind: 'Kustomization', name: `apps-${uniqueSuffix()}`, namespace: 'flux-system' },
+        severity: 'info',
+        reason: 'Progressing',
+        message: 'Deployment/default/podinfo configured',
+        metadata: { revision: `main@sha1:${sha}` },
+      });
+      const eventFile = path.join(relay.dir, 'event.json');
+      await fs.writeFile(eventFile, JSON.stringify(event));
+      const explained = await runRelayCommand(['explain', '--config', relay.configFile, '--source', 'flux', '--output', 'json', eventFile]);
+      assert.equal(explained.code, 0, explained.stderr);
+      assert.ok(!explained.stdout.includes(GITHUB_TOKEN), 'the token is never shown');
+      const target = routeOf(JSON.parse(explained.stdout), 'rollouts').targets[0];
+      assert.ok(target.notes.some((note) => /made-up answer to step 2/.test(note)), target.notes.join('; '));
+
+      assert.equal((await postEvent(relay, '/flux/events', event)).status, 202);
+      await waitFor(() => stand.deploymentsFor(sha)[0]?.statuses.length === 1, { what: 'the in_progress status' });
+      await relay.stop();
+      // The stand-in's first Deployment has id 1, the id explain made up.
+      assert.equal(stand.deploymentsFor(sha)[0].id, 1);
+      assertSame(target.requests, github.recorded, github.url);
+      assert.deepEqual(stand.violations, []);
+    } finally {
+      await github.close();
+      await stand.close();
+    }
+  });
 });
 
 // Explain's requests against those recorded on the wire: the same method, URL, body and headers,

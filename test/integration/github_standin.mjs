@@ -72,8 +72,29 @@ function operation(pathTemplate, method) {
 
 const createStatus = operation('/repos/{owner}/{repo}/statuses/{sha}', 'post');
 const createToken = operation('/app/installations/{installation_id}/access_tokens', 'post');
+const listDeployments = operation('/repos/{owner}/{repo}/deployments', 'get');
+const createDeployment = operation('/repos/{owner}/{repo}/deployments', 'post');
+const createDeploymentStatus = operation('/repos/{owner}/{repo}/deployments/{deployment_id}/statuses', 'post');
 assert.equal(createStatus.id, 'repos/create-commit-status');
 assert.equal(createToken.id, 'apps/create-installation-access-token');
+assert.equal(listDeployments.id, 'repos/list-deployments');
+assert.equal(createDeployment.id, 'repos/create-deployment');
+assert.equal(createDeploymentStatus.id, 'repos/create-deployment-status');
+
+// Query parameters against their schemas; a parameter the operation does not describe is a violation.
+function validateQuery(op, searchParams) {
+  const problems = [];
+  for (const [name, value] of searchParams) {
+    const parameter = op.parameters.find((p) => p.in === 'query' && p.name === name);
+    if (!parameter) {
+      problems.push(`query parameter '${name}' is not described`);
+      continue;
+    }
+    const typed = parameter.schema.type === 'integer' ? (/^\d+$/.test(value) ? Number(value) : value) : value;
+    problems.push(...validate(parameter.schema, typed, `query.${name}`));
+  }
+  return problems;
+}
 
 // Path parameters against their schemas (path values are text: integers must be digits).
 function validatePath(op, match) {
@@ -111,6 +132,11 @@ export async function startGitHubStandIn({ token = null, app = null } = {}) {
     violations: [], // requests GitHub would refuse, with the reason
     answers: [], // programmed answers for the next valid status requests
     tokens: new Set(token ? [token] : []),
+    deployments: [], // created: {id, owner, repo, sha, environment, payload, description, production, transient, statuses: [{state, description, environment_url, log_url, at}]}
+    deploymentRequests: [], // every request to the deployment endpoints: {at, method, path, body, status}
+    // programmed answers for the next valid deployment requests: {status, body, headers, applied}; applied:
+    // GitHub did what was asked and the answer was lost (a 5xx from a proxy, say)
+    deploymentAnswers: [],
   };
 
   const send = (res, status, body, headers = {}) => {
@@ -260,6 +286,149 @@ export async function startGitHubStandIn({ token = null, app = null } = {}) {
     return answer(201, created, { Location: created.url });
   }
 
+  // ---- Deployments: created per ref and environment, with statuses, as GitHub keeps them.
+
+  function deploymentJson(deployment) {
+    const base = `${stand.url}/api/v3/repos/${deployment.owner}/${deployment.repo}`;
+    const json = {
+      ...openapi.components.examples.deployment.value,
+      url: `${base}/deployments/${deployment.id}`,
+      id: deployment.id,
+      sha: deployment.sha,
+      ref: deployment.ref,
+      payload: deployment.payload,
+      original_environment: deployment.environment,
+      environment: deployment.environment,
+      description: deployment.description,
+      statuses_url: `${base}/deployments/${deployment.id}/statuses`,
+      repository_url: base,
+      transient_environment: deployment.transient,
+      production_environment: deployment.production,
+    };
+    assert.deepEqual(validate(openapi.components.schemas.deployment, json), []);
+    return json;
+  }
+
+  // Parses and validates a deployment request; answers the refusal itself and returns null.
+  function deploymentRequest(req, res, op, match, body, record, answer) {
+    const token = bearer(req);
+    if (!token) return answer(401, { message: 'Requires authentication' });
+    if (!stand.tokens.has(token)) return answer(401, { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest' });
+    const url = new URL(req.url, 'http://stand-in');
+    const problems = [...validatePath(op, match), ...validateQuery(op, url.searchParams)];
+    let json = null;
+    if (op.body) {
+      if (!/^application\/json\b/.test(req.headers['content-type'] || '')) {
+        stand.violations.push(`Content-Type was '${req.headers['content-type']}'`);
+        return answer(415, { message: 'Unsupported Media Type' });
+      }
+      try {
+        json = JSON.parse(body);
+      } catch {
+        stand.violations.push('body is not JSON');
+        return answer(400, { message: 'Problems parsing JSON' });
+      }
+      problems.push(...validate(op.body.content['application/json'].schema, json));
+    } else if (body.length) {
+      problems.push(`${req.method} with a body`);
+    }
+    if (typeof json?.description === 'string' && op === createDeploymentStatus && [...json.description].length > MAX_DESCRIPTION) {
+      problems.push('description is too long (maximum is 140 characters)');
+    }
+    if (problems.length) {
+      stand.violations.push(`invalid ${op.id}: ${problems.join('; ')}`);
+      return answer(422, { message: 'Validation Failed', errors: problems.map((message) => ({ resource: 'Deployment', message })) });
+    }
+    return { url, json };
+  }
+
+  async function handleDeployments(req, res, op, match, body) {
+    const [owner, repo, id] = op.names.map((_, index) => decodeURIComponent(match[index + 1]));
+    const record = { at: Date.now(), method: req.method, path: op === createDeploymentStatus ? 'statuses' : 'deployments', body, status: 0 };
+    stand.deploymentRequests.push(record);
+    const answer = (status, json, headers) => {
+      record.status = status;
+      send(res, status, json, headers);
+    };
+    const parsed = deploymentRequest(req, res, op, match, body, record, answer);
+    if (!parsed) return undefined;
+    const { url, json } = parsed;
+
+    if (op === listDeployments) {
+      const sha = url.searchParams.get('sha');
+      const environment = url.searchParams.get('environment');
+      const found = stand.deployments
+        .filter((d) => d.owner === owner && d.repo === repo && (!sha || d.sha === sha) && (!environment || d.environment === environment))
+        .reverse() // newest first
+        .slice(0, Number(url.searchParams.get('per_page') || 30))
+        .map(deploymentJson);
+      return answer(200, found);
+    }
+
+    const programmed = stand.deploymentAnswers.shift();
+    const programmedAnswer = () => answer(programmed.status, programmed.body, typeof programmed.headers === 'function' ? programmed.headers() : programmed.headers);
+    if (programmed && !programmed.applied) return programmedAnswer();
+    // What GitHub answers, or the programmed answer in its place once GitHub did the work.
+    const finish = (status, json) => (programmed ? programmedAnswer() : answer(status, json));
+
+    if (op === createDeployment) {
+      if (!stand.commits.has(json.ref)) {
+        stand.violations.push(`no ref ${json.ref}`);
+        return answer(422, { message: `No ref found for: ${json.ref}` });
+      }
+      // GitHub merges the default branch into a ref that is behind it unless auto_merge is false;
+      // the stand-in's refs are always behind.
+      if (json.auto_merge !== false) {
+        stand.violations.push('auto_merge was not false');
+        return answer(202, { message: `Auto-merged main into ${json.ref} on deployment.` });
+      }
+      // Without required_contexts GitHub wants every commit status of the ref to be a success.
+      if (!Array.isArray(json.required_contexts) || json.required_contexts.length) {
+        stand.violations.push('required_contexts was not []');
+        return answer(409, { message: `Conflict: Commit status checks failed for ${json.ref}.` });
+      }
+      const environment = json.environment ?? 'production';
+      const deployment = {
+        id: stand.deployments.length + 1,
+        owner,
+        repo,
+        sha: json.ref,
+        ref: json.ref,
+        environment,
+        payload: typeof json.payload === 'string' ? (json.payload ? JSON.parse(json.payload) : {}) : (json.payload ?? {}),
+        description: json.description ?? '',
+        transient: json.transient_environment ?? false,
+        production: json.production_environment ?? environment === 'production',
+        statuses: [],
+      };
+      stand.deployments.push(deployment);
+      return finish(201, deploymentJson(deployment));
+    }
+
+    const deployment = stand.deployments.find((d) => d.owner === owner && d.repo === repo && d.id === Number(id));
+    if (!deployment) return answer(404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' });
+    const status = { state: json.state, description: json.description ?? '', environment_url: json.environment_url ?? '', log_url: json.log_url ?? '', at: Date.now() };
+    deployment.statuses.push(status);
+    // auto_inactive (default true): a success makes the earlier non-transient, non-production
+    // deployments of the environment whose latest status is a success inactive.
+    if (json.state === 'success' && json.auto_inactive !== false) {
+      for (const other of stand.deployments) {
+        if (other === deployment || other.owner !== owner || other.repo !== repo || other.environment !== deployment.environment) continue;
+        if (other.id > deployment.id || other.transient || other.production) continue;
+        if (other.statuses.at(-1)?.state === 'success') other.statuses.push({ state: 'inactive', description: '', environment_url: '', log_url: '', at: Date.now() });
+      }
+    }
+    const created = {
+      ...openapi.components.examples['deployment-status'].value,
+      id: deployment.statuses.length,
+      state: json.state,
+      description: status.description,
+      environment: deployment.environment,
+      deployment_url: `${stand.url}/api/v3/repos/${owner}/${repo}/deployments/${deployment.id}`,
+    };
+    return finish(201, created);
+  }
+
   const server = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (chunk) => chunks.push(chunk));
@@ -271,6 +440,14 @@ export async function startGitHubStandIn({ token = null, app = null } = {}) {
       if (!checkCommonHeaders(req, res)) return undefined;
       let match = createStatus.regex.exec(apiPath);
       if (match && req.method === 'POST') return handleStatus(req, res, match, body);
+      for (const [op, method] of [
+        [listDeployments, 'GET'],
+        [createDeployment, 'POST'],
+        [createDeploymentStatus, 'POST'],
+      ]) {
+        match = op.regex.exec(apiPath);
+        if (match && req.method === method) return handleDeployments(req, res, op, match, body);
+      }
       match = createToken.regex.exec(apiPath);
       if (match && req.method === 'POST' && app) return handleTokenExchange(req, res, match, body);
       return refuse(res, 404, 'Not Found', `${req.method} ${apiPath} is not an endpoint fluxrelay should call`);
@@ -290,5 +467,6 @@ export async function startGitHubStandIn({ token = null, app = null } = {}) {
   };
   stand.statusesFor = (sha) => stand.statuses.filter((s) => s.sha === sha);
   stand.requestsFor = (sha) => stand.statusRequests.filter((r) => r.sha === sha);
+  stand.deploymentsFor = (sha) => stand.deployments.filter((d) => d.sha === sha);
   return stand;
 }
