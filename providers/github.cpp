@@ -41,18 +41,9 @@ std::optional<std::string_view> metadataValue(const FluxEvent& event, const std:
     return std::string_view(it->second);
 }
 
-class GitHubProvider final : public Provider {
+class GitHubProvider final : public GitHubTarget {
 public:
-    explicit GitHubProvider(const TargetConfig& target)
-        : Provider(target, Traits{.maxBatch = 1,  // the API takes one commit and one context at a time
-                                  .refresh = {},
-                                  .ownHeaders = kGitHubOwnHeaders}),
-          repository_(gitHubRepository(target_.address)) {
-        if (target_.app) {
-            appToken_.emplace(repository_, *target_.app, configuredHeaders());
-            renewsCredentials(*appToken_);
-        }
-    }
+    explicit GitHubProvider(const TargetConfig& target) : GitHubTarget(target) {}
 
     // "The target already has this": a status identical to the last one delivered for its commit
     // and context is settled without a request, which spares the GitHub API.
@@ -82,27 +73,16 @@ public:
             plan.writes = {{key, value}};
             return plan;
         }
-        if (appToken_ && appToken_->token().empty()) return AttemptPlan::decide(appToken_->missing());
+        if (auto why = unauthenticated()) return AttemptPlan::decide(std::move(*why));
         // Flux sends no target_url either: there is no page to link to.
         const nlohmann::json body = {
             {"state", status.state}, {"context", status.context}, {"description", status.description}};
-        return {.requests = {gitHubApiRequest(
-                    repository_, "/repos/" + repository_.owner + "/" + repository_.name + "/statuses/" + status.sha,
-                    bearerToken(), body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                    configuredHeaders())},
-                .decided = {},
-                .writes = {{key, value}}};
-    }
-
-    Outcome classify(const HttpResponse& response) override {
-        const TimePoint now = Clock::now();
-        if (response.status == 401 && appToken_) {
-            // Revoked or expired early: the next attempt exchanges the JWT for a fresh token.
-            appToken_->forget();
-            return Outcome::retry(classifyHttpStatus(response, now).detail +
-                                  "; installation token rejected, a new one is requested on the next attempt");
-        }
-        return classifyGitHubResponse(response, now);
+        return {
+            .requests = {apiRequest("/repos/" + repository_.owner + "/" + repository_.name + "/statuses/" + status.sha,
+                                    body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))},
+            .decided = {},
+            .writes = {{key, value}},
+            .then = {}};
     }
 
 private:
@@ -165,11 +145,6 @@ private:
         return "github-status:" + target_.name + ":" + repository_.owner + "/" + repository_.name + ":" + status.sha +
                ":" + status.context;
     }
-
-    const std::string& bearerToken() const { return appToken_ ? appToken_->token() : target_.token; }
-
-    GitHubRepository repository_;
-    std::optional<GitHubAppToken> appToken_;  // set when the target authenticates as a GitHub App
 };
 
 }  // namespace

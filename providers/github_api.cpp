@@ -177,6 +177,37 @@ Outcome GitHubAppToken::accept(const CredentialsAnswer& answer, TimePoint now) {
     }
 }
 
+GitHubTarget::GitHubTarget(const TargetConfig& target)
+    : Provider(target, Traits{.maxBatch = 1,  // the API takes one object at a time
+                              .refresh = {},
+                              .ownHeaders = kGitHubOwnHeaders}),
+      repository_(gitHubRepository(target_.address)) {
+    if (target_.app) {
+        appToken_.emplace(repository_, *target_.app, configuredHeaders());
+        renewsCredentials(*appToken_);
+    }
+}
+
+Outcome GitHubTarget::classify(const HttpResponse& response) {
+    const TimePoint now = Clock::now();
+    if (response.status == 401 && appToken_) {
+        appToken_->forget();
+        return Outcome::retry(classifyHttpStatus(response, now).detail +
+                              "; installation token rejected, a new one is requested on the next attempt");
+    }
+    return classifyGitHubResponse(response, now);
+}
+
+HttpRequest GitHubTarget::apiRequest(const std::string& path, std::string body) const {
+    return gitHubApiRequest(repository_, path, appToken_ ? appToken_->token() : target_.token, std::move(body),
+                            configuredHeaders());
+}
+
+std::optional<Outcome> GitHubTarget::unauthenticated() const {
+    if (appToken_ && appToken_->token().empty()) return appToken_->missing();
+    return std::nullopt;
+}
+
 Outcome GitHubAppToken::missing() const {
     // fetch() asks for a token whenever it can sign for one: a plan without one means the key is
     // unusable, or the exchange has not succeeded yet.

@@ -83,4 +83,27 @@ private:
     TimePoint expiresAt_{};
 };
 
+// What every GitHub target shares: one request at a time to the repository its address names,
+// authenticated with the target's token or its App's installation token, and GitHub's meaning of
+// the answers (rate limits pause the target).
+class GitHubTarget : public Provider {
+public:
+    // A 401 while authenticated as an App drops the installation token and retries: it was
+    // revoked or expired early, and the next attempt exchanges the JWT for a fresh one.
+    Outcome classify(const HttpResponse& response) override;
+
+protected:
+    explicit GitHubTarget(const TargetConfig& target);
+
+    // A POST to `path` under the repository's API, authenticated.
+    HttpRequest apiRequest(const std::string& path, std::string body) const;
+    // Why nothing can be sent yet (an App without an installation token), or nullopt.
+    std::optional<Outcome> unauthenticated() const;
+
+    const GitHubRepository repository_;
+
+private:
+    std::optional<GitHubAppToken> appToken_;  // set when the target authenticates as a GitHub App
+};
+
 }  // namespace fluxrelay

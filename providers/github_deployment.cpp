@@ -27,18 +27,9 @@ std::string dumped(const nlohmann::json& json) {
     return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-class GitHubDeploymentProvider final : public Provider {
+class GitHubDeploymentProvider final : public GitHubTarget {
 public:
-    explicit GitHubDeploymentProvider(const TargetConfig& target)
-        : Provider(target, Traits{.maxBatch = 1,  // one Deployment, one status at a time
-                                  .refresh = {},
-                                  .ownHeaders = kGitHubOwnHeaders}),
-          repository_(gitHubRepository(target_.address)) {
-        if (target_.app) {
-            appToken_.emplace(repository_, *target_.app, configuredHeaders());
-            renewsCredentials(*appToken_);
-        }
-    }
+    explicit GitHubDeploymentProvider(const TargetConfig& target) : GitHubTarget(target) {}
 
     // One key per environment and commit holds the Deployment's id and its last status: each step
     // of an attempt writes only it, under the lease the dispatcher holds on it.
@@ -75,7 +66,7 @@ public:
                                            .applied = id})}};
             return plan;
         }
-        if (appToken_ && appToken_->token().empty()) return AttemptPlan::decide(appToken_->missing());
+        if (auto why = unauthenticated()) return AttemptPlan::decide(std::move(*why));
         if (known.deployment == 0) return findOrCreate(rollout, key, state);
         nlohmann::json body = {{"state", rollout.state},
                                {"description", rollout.description},
@@ -83,8 +74,8 @@ public:
                                {"auto_inactive", true}};
         if (!rollout.environmentUrl.empty()) body["environment_url"] = rollout.environmentUrl;
         if (!rollout.logUrl.empty()) body["log_url"] = rollout.logUrl;
-        return {.requests = {request(deploymentsPath() + "/" + std::to_string(known.deployment) + "/statuses",
-                                     dumped(body))},
+        return {.requests = {apiRequest(deploymentsPath() + "/" + std::to_string(known.deployment) + "/statuses",
+                                        dumped(body))},
                 .decided = {},
                 .writes = {{key, remember({.deployment = known.deployment,
                                            .state = rollout.state,
@@ -94,16 +85,9 @@ public:
     }
 
     Outcome classify(const HttpResponse& response) override {
-        const TimePoint now = Clock::now();
-        if (response.status == 401 && appToken_) {
-            // Revoked or expired early: the next attempt exchanges the JWT for a fresh token.
-            appToken_->forget();
-            return Outcome::retry(classifyHttpStatus(response, now).detail +
-                                  "; installation token rejected, a new one is requested on the next attempt");
-        }
-        Outcome outcome = classifyGitHubResponse(response, now);
+        Outcome outcome = GitHubTarget::classify(response);
         if ((response.status == 403 || response.status == 404) && outcome.kind == OutcomeKind::permanent) {
-            outcome.detail = classifyHttpStatus(response, now).detail +
+            outcome.detail = classifyHttpStatus(response).detail +
                              "; check the address, and that the token may write deployments (classic: "
                              "repo_deployment or repo; fine-grained: Deployments: write) or the App is installed on "
                              "the repository with that permission";
@@ -172,14 +156,14 @@ private:
                                    {"description", rollout.description},
                                    {"payload", std::move(payload)}};
             if (target_.productionEnvironment) body["production_environment"] = *target_.productionEnvironment;
-            return {.requests = {request(deploymentsPath(), dumped(body))},
+            return {.requests = {apiRequest(deploymentsPath(), dumped(body))},
                     .decided = {},
                     .writes = {},
                     .then = NextStep{.responseAs = std::string(kCreatedKey), .example = R"({"id":1})"}};
         }
-        HttpRequest list = request(deploymentsPath() + "?sha=" + rollout.sha + "&environment=" +
-                                       boost::urls::encode(rollout.environment, boost::urls::unreserved_chars),
-                                   {});
+        HttpRequest list = apiRequest(deploymentsPath() + "?sha=" + rollout.sha + "&environment=" +
+                                          boost::urls::encode(rollout.environment, boost::urls::unreserved_chars),
+                                      {});
         list.method = "GET";
         return {.requests = {std::move(list)},
                 .decided = {},
@@ -260,14 +244,6 @@ private:
     std::string deploymentsPath() const {
         return "/repos/" + repository_.owner + "/" + repository_.name + "/deployments";
     }
-
-    HttpRequest request(const std::string& path, std::string body) const {
-        return gitHubApiRequest(repository_, path, appToken_ ? appToken_->token() : target_.token, std::move(body),
-                                configuredHeaders());
-    }
-
-    GitHubRepository repository_;
-    std::optional<GitHubAppToken> appToken_;  // set when the target authenticates as a GitHub App
 };
 
 }  // namespace
