@@ -2,10 +2,10 @@
 // checks each request against GitHub's OpenAPI description and keeps deployments and statuses as
 // GitHub does: a rollout's events become one Deployment per revision with its statuses in order.
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
-import { startGitHubStandIn } from './github_standin.mjs';
+import { startGitHubAppStandIn, startGitHubStandIn } from './github_standin.mjs';
 import { cleanup, fluxEvent, metricSample, postEvent, request, startRedis, startRelay, uniqueSuffix, waitFor } from './harness.mjs';
 
 after(cleanup);
@@ -207,12 +207,8 @@ describe('github-deployment target as a GitHub App', () => {
   let relay;
 
   before(async () => {
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', {
-      modulusLength: 2048,
-      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-    });
-    stand = await startGitHubStandIn({ app: { appId: APP_ID, installationId: INSTALLATION_ID, publicKey: createPublicKey(publicKey) } });
+    let privateKey;
+    ({ stand, privateKey } = await startGitHubAppStandIn({ appId: APP_ID, installationId: INSTALLATION_ID }));
     const config = deploymentConfig(stand);
     const { tokenFile: _tokenFile, ...target } = config.targets[0];
     config.targets[0] = { ...target, app: { appID: APP_ID, installationID: INSTALLATION_ID, privateKeyFile: './app.pem' } };

@@ -2,7 +2,7 @@
 // description (@octokit/openapi) for paths and bodies, the headers GitHub asks for, credentials,
 // and the App JWT signature. Shared by the tests whose relay talks to GitHub.
 import assert from 'node:assert/strict';
-import { randomBytes, verify } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
@@ -122,6 +122,18 @@ const SUPPORTED_API_VERSIONS = new Set(['2022-11-28']);
 const MAX_DESCRIPTION = 140;
 
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A stand-in that knows one GitHub App installation, and the App's private key (PKCS#1, as GitHub
+// hands App keys out) for the relay's privateKeyFile.
+export async function startGitHubAppStandIn({ appId, installationId }) {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  const stand = await startGitHubStandIn({ app: { appId, installationId, publicKey: createPublicKey(publicKey) } });
+  return { stand, privateKey };
+}
 
 export async function startGitHubStandIn({ token = null, app = null } = {}) {
   const stand = {

@@ -1,10 +1,10 @@
 // GitHub commit statuses from the real binary to a GitHub API stand-in that checks requests the
 // way GitHub does (github_standin.mjs).
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
-import { startGitHubStandIn } from './github_standin.mjs';
+import { startGitHubAppStandIn, startGitHubStandIn } from './github_standin.mjs';
 import { cleanup, fluxEvent, postEvent, request, startRelay, uniqueSuffix, waitFor } from './harness.mjs';
 
 after(cleanup);
@@ -225,13 +225,8 @@ describe('github target as a GitHub App', () => {
   let relay;
 
   before(async () => {
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', {
-      modulusLength: 2048,
-      // PKCS#1, as GitHub hands App keys out
-      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-    });
-    stand = await startGitHubStandIn({ app: { appId: APP_ID, installationId: INSTALLATION_ID, publicKey: createPublicKey(publicKey) } });
+    let privateKey;
+    ({ stand, privateKey } = await startGitHubAppStandIn({ appId: APP_ID, installationId: INSTALLATION_ID }));
     const config = githubConfig(stand, {
       target: {
         tokenFile: undefined,
