@@ -993,28 +993,21 @@ private:
     // ---- The shared journal --------------------------------------------------------------------------
 
     // History is worth less than the spool's own work: while Redis is slow or away, records beyond
-    // kJournalCommandsHeld are dropped rather than queued. Records that arrive while a pipeline is
-    // out go together in the next one, as accepts do: a burst costs one round trip, not one each.
+    // kJournalWritesInFlight are dropped rather than queued.
     void writeJournal(std::vector<std::vector<std::string>> writes) {
-        asio::post(io_, [this, writes = std::move(writes)]() mutable {
-            if (journal_.size() + writes.size() > kJournalCommandsHeld) return;
-            std::move(writes.begin(), writes.end(), std::back_inserter(journal_));
-            if (std::exchange(journaling_, true)) return;
-            asio::co_spawn(io_, flushJournal(), asio::detached);
-        });
-    }
-
-    // Runs on io_ until nothing is left to write.
-    asio::awaitable<void> flushJournal() {
-        while (!journal_.empty()) {
-            std::vector<std::vector<std::string>> batch = std::exchange(journal_, {});
-            try {
-                co_await connection(cmd_)->pipeline(std::move(batch));
-            } catch (const std::exception& error) {
-                spdlog::debug("storage: journal records were dropped: {}", error.what());
-            }
+        if (journalWritesInFlight_.fetch_add(1) >= kJournalWritesInFlight) {
+            journalWritesInFlight_.fetch_sub(1);
+            return;
         }
-        journaling_ = false;
+        asio::co_spawn(
+            io_,
+            [this, writes = std::move(writes)]() mutable -> asio::awaitable<void> {
+                co_await connection(cmd_)->pipeline(std::move(writes));
+            },
+            [this](std::exception_ptr error) {
+                journalWritesInFlight_.fetch_sub(1);
+                if (error) spdlog::debug("storage: a journal record was dropped: {}", describe(error));
+            });
     }
 
     asio::awaitable<std::vector<JournalEntry>> doRecentJournal(std::size_t limit) {
@@ -1347,12 +1340,10 @@ private:
     std::set<std::string> groupsSeen_;  // targets whose consumer group existed at some time
     std::atomic<std::uint64_t> groupsRecreated_{0};
     std::atomic<std::uint64_t> leasesTaken_{0};
-    // Journal commands waiting for their pipeline (io_ thread only): a thousand records or so.
-    static constexpr std::size_t kJournalCommandsHeld = 4000;
-    std::vector<std::vector<std::string>> journal_;
-    bool journaling_ = false;
+    static constexpr int kJournalWritesInFlight = 1000;
     // An event's attempts outlive its place in the journal's stream by far, and then go.
     static constexpr Duration kJournalAttemptsMemory = std::chrono::hours(24);
+    std::atomic<int> journalWritesInFlight_{0};
     std::unordered_map<std::uint64_t, Lease> leased_;
     std::vector<Settlement> unsettled_;
     std::map<std::string, std::string> autoclaimCursor_;  // per target: where XAUTOCLAIM goes on
